@@ -1,0 +1,42 @@
+"""The one object every pipeline stage reads and enriches."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.http import HttpRequest
+
+if TYPE_CHECKING:
+    from routing.snapshot import RouteConfig, TargetConfig
+    from security.jsonrpc import RpcMessage
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One proxied request and everything the stages learned about it so far."""
+
+    request: HttpRequest
+    started_at: float = field(default_factory=time.perf_counter)
+    body: bytes = b""
+    rpc: RpcMessage | None = None
+    route: RouteConfig | None = None
+    target: TargetConfig | None = None
+    upstream_path: str = ""
+    status: int = 0
+    error_code: str = ""
+    bytes_sent: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_mcp(self) -> bool:
+        """Errors on MCP routes are JSON-RPC objects; everywhere else problem+json."""
+        return self.route is not None and self.route.service.kind == "mcp"
+
+    @property
+    def rpc_id(self) -> Any:
+        return self.rpc.id if self.rpc is not None else None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started_at) * 1000.0

@@ -1,0 +1,103 @@
+"""The request path: every proxied request runs these stages, in this order.
+
+Each stage is ``stage(exchange) -> HttpResponse | None``: ``None`` continues, a response answers
+now, and a refusal raises a ``GatewayError`` that ``render_error`` shapes for the caller. The
+exchange is recorded (access log, later metrics) whatever happens, and for a streamed answer
+only when the stream closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from gateway_project.errors import GatewayError, render_error
+from gateway_project.exchange import Exchange
+from performance.stages import record_exchange
+from routing import stages as routing_stages
+from routing.matching import path_matches
+from routing.snapshot import get_snapshot
+from security import stages as security_stages
+
+logger = logging.getLogger(__name__)
+
+Stage = Callable[[Exchange], HttpResponse | None]
+
+REQUEST_STAGES: tuple[Stage, ...] = (
+    # Cheap refusals first, from headers alone, before a single body byte is read.
+    security_stages.enforce_request_limits,
+    # The body is read once, bounded; everything later shares it.
+    security_stages.read_body,
+    # Parsed once, before matching, because routes may match on JSON-RPC method and tool name.
+    security_stages.parse_jsonrpc,
+    routing_stages.find_route,
+)
+
+# The last stage always answers: it forwards and relays the upstream's response.
+TERMINAL_STAGE = routing_stages.forward
+
+
+class GatewayInternalError(GatewayError):
+    """Raised in place of an unexpected exception, so even a bug answers in the caller's shape."""
+
+    status = 500
+    code = "internal_error"
+    title = "The gateway failed to handle this request"
+
+
+def handle(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    exchange = Exchange(request=request)
+    try:
+        response = _run_stages(exchange)
+    except GatewayError as error:
+        response = _render(exchange, error)
+    except Exception:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        response = _render(exchange, GatewayInternalError())
+    exchange.status = response.status_code
+    if isinstance(response, StreamingHttpResponse):
+        response.streaming_content = _record_when_stream_ends(exchange, response.streaming_content)
+    else:
+        if not exchange.bytes_sent:
+            exchange.bytes_sent = len(response.content)
+        record_exchange(exchange)
+    return response
+
+
+def _run_stages(exchange: Exchange) -> HttpResponse | StreamingHttpResponse:
+    for stage in REQUEST_STAGES:
+        early_answer = stage(exchange)
+        if early_answer is not None:
+            return early_answer
+    return TERMINAL_STAGE(exchange)
+
+
+def _render(exchange: Exchange, error: GatewayError) -> HttpResponse:
+    exchange.error_code = error.code
+    return render_error(
+        error,
+        jsonrpc=_caller_speaks_jsonrpc(exchange),
+        request_id=exchange.rpc_id,
+        instance=exchange.request.path,
+    )
+
+
+def _caller_speaks_jsonrpc(exchange: Exchange) -> bool:
+    """MCP route callers get JSON-RPC errors, also when refused before the route was matched."""
+    if exchange.route is not None:
+        return exchange.is_mcp
+    try:
+        routes = get_snapshot().routes
+    except Exception:  # the error being rendered may be the database being down
+        return False
+    path = exchange.request.path
+    return any(route.service.kind == "mcp" and path_matches(route, path) for route in routes)
+
+
+def _record_when_stream_ends(exchange: Exchange, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        record_exchange(exchange)

@@ -1,0 +1,20 @@
+"""The gateway's own endpoints first; every other path falls through to the proxy."""
+
+from django.contrib import admin
+from django.urls import path, re_path
+
+from gateway_project import health
+from routing.views import proxy
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    # Last: the catch-all. Anything above wins; everything else is a proxied request.
+    re_path(r"^(?P<path>.*)$", proxy, name="proxy"),
+]
+
+handler400 = "gateway_project.error_views.bad_request"
+handler403 = "gateway_project.error_views.permission_denied"
+handler404 = "gateway_project.error_views.page_not_found"
+handler500 = "gateway_project.error_views.server_error"

@@ -1,0 +1,106 @@
+"""Admin for services (with their targets inline) and routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from routing.models import Route, Service, Target
+
+
+class TargetForm(forms.ModelForm):
+    """Keeps the upstream credential write-only: never shown, kept when left blank."""
+
+    upstream_auth_value = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the current value.",
+    )
+    clear_upstream_auth = forms.BooleanField(required=False, label="Clear the stored credential")
+
+    class Meta:
+        model = Target
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("clear_upstream_auth"):
+            cleaned["upstream_auth_value"] = ""
+        elif not cleaned.get("upstream_auth_value") and self.instance.pk:
+            cleaned["upstream_auth_value"] = self.instance.upstream_auth_value
+        return cleaned
+
+
+class TargetInline(admin.TabularInline):
+    model = Target
+    form = TargetForm
+    extra = 0
+    fields = (
+        "url",
+        "weight",
+        "enabled",
+        "healthy",
+        "last_health_check",
+        "response_time_ms",
+        "active_connections",
+        "upstream_auth_header",
+        "upstream_auth_value",
+        "clear_upstream_auth",
+    )
+    readonly_fields = ("healthy", "last_health_check", "response_time_ms", "active_connections")
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "lb_policy", "target_count", "healthy_targets", "updated_at")
+    list_filter = ("kind", "lb_policy")
+    search_fields = ("name", "targets__url")
+    inlines = [TargetInline]
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "lb_policy")}),
+        ("Timeouts (seconds)", {"fields": ("connect_timeout", "request_timeout", "response_timeout")}),
+        ("Retries and circuit breaker", {"fields": ("max_retries", "retry_backoff_ms", "circuit_failure_threshold", "circuit_recovery_seconds")}),
+        ("Health checks", {"fields": ("health_check_path", "health_check_interval")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("targets")
+
+    @admin.display(description="targets")
+    def target_count(self, service: Service) -> int:
+        return len(service.targets.all())
+
+    @admin.display(description="healthy")
+    def healthy_targets(self, service: Service) -> str:
+        targets = service.targets.all()
+        return f"{sum(1 for t in targets if t.healthy and t.enabled)}/{len(targets)}"
+
+
+@admin.register(Target)
+class TargetAdmin(admin.ModelAdmin):
+    form = TargetForm
+    list_display = ("url", "service", "weight", "enabled", "healthy", "last_health_check", "response_time_ms", "active_connections")
+    list_filter = ("enabled", "healthy", "service")
+    search_fields = ("url", "service__name")
+    list_select_related = ("service",)
+    readonly_fields = ("healthy", "last_health_check", "response_time_ms", "active_connections")
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = ("name", "path", "path_match", "method_list", "priority", "enabled", "service")
+    list_filter = ("enabled", "path_match", "service__kind", "service")
+    search_fields = ("name", "path", "service__name")
+    list_select_related = ("service",)
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "service", "priority")}),
+        ("Match", {"fields": ("path", "path_match", "methods", "header_matchers", "query_matchers", "content_matchers")}),
+        ("Rewrite", {"fields": ("path_rewrite",)}),
+    )
+
+    @admin.display(description="methods")
+    def method_list(self, route: Route) -> str:
+        return ", ".join(route.methods) if route.methods else "any"

@@ -1,0 +1,186 @@
+"""Forwarding one request to an upstream target and streaming the answer back.
+
+Reverse-proxy rules (as in RFC 9110 section 7.6 and django-revproxy): hop-by-hop headers are
+dropped both ways, ``Host`` names the target, ``X-Forwarded-*`` tell the upstream who asked,
+the client's gateway credential is never passed on (MCP forbids token passthrough) and the
+target's own credential is added instead. Bodies are passed byte-exact (``decode_content=False``)
+and ``text/event-stream`` answers are relayed event by event as they arrive, never buffered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import urllib3
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
+
+from gateway_project.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway_project.exchange import Exchange
+from performance.pools import upstream_pool
+from routing.snapshot import ServiceConfig, TargetConfig
+
+HOP_BY_HOP_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# The client's credential for the gateway itself; never forwarded upstream.
+CLIENT_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+# Set by the gateway from what it knows, never copied from the client.
+REWRITTEN_HEADERS = frozenset({"host", "x-forwarded-host", "x-forwarded-proto"})
+
+# A complete answer up to this size is read in one go; anything larger, of unknown size, or
+# an event stream is relayed chunk by chunk.
+WHOLE_BODY_LIMIT = 1024 * 1024
+STREAM_READ_BYTES = 64 * 1024
+
+
+def _client_headers(request: HttpRequest) -> Iterator[tuple[str, str]]:
+    """The request's headers with their wire names (WSGI folds them into META)."""
+    for key, value in request.META.items():
+        if key.startswith("HTTP_"):
+            yield key[5:].replace("_", "-").title(), value
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            yield key.replace("_", "-").title(), value
+
+
+def upstream_request_headers(request: HttpRequest, target: TargetConfig, body_length: int) -> dict[str, str]:
+    connection_tokens = {
+        token.strip().lower() for token in request.META.get("HTTP_CONNECTION", "").split(",") if token.strip()
+    }
+    headers: dict[str, str] = {}
+    for name, value in _client_headers(request):
+        lowered = name.lower()
+        if (
+            lowered in HOP_BY_HOP_HEADERS
+            or lowered in connection_tokens
+            or lowered in CLIENT_CREDENTIAL_HEADERS
+            or lowered in REWRITTEN_HEADERS
+            or lowered == "content-length"
+        ):
+            continue
+        headers[name] = value
+    headers["Host"] = target.host_header
+    client_ip = request.META.get("REMOTE_ADDR", "")
+    prior = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+    headers["X-Forwarded-Proto"] = request.scheme or "http"
+    headers["X-Forwarded-Host"] = request.META.get("HTTP_HOST", "")
+    if body_length or request.method in ("POST", "PUT", "PATCH"):
+        headers["Content-Length"] = str(body_length)
+    if target.auth_header:
+        headers[target.auth_header] = target.auth_value
+    return headers
+
+
+def upstream_url_path(target: TargetConfig, rewritten_path: str, query_string: str) -> str:
+    path = (target.base_path + rewritten_path) or "/"
+    return f"{path}?{query_string}" if query_string else path
+
+
+def open_upstream(exchange: Exchange, service: ServiceConfig, target: TargetConfig) -> urllib3.BaseHTTPResponse:
+    """Send the request; return once the upstream's status and headers have arrived."""
+    request = exchange.request
+    pool = upstream_pool(target.scheme, target.host, target.port)
+    try:
+        response = pool.urlopen(
+            request.method or "GET",
+            upstream_url_path(target, exchange.upstream_path, request.META.get("QUERY_STRING", "")),
+            body=exchange.body or None,
+            headers=upstream_request_headers(request, target, len(exchange.body)),
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+            decode_content=False,
+            timeout=urllib3.Timeout(connect=service.connect_timeout, read=service.request_timeout),
+        )
+    except NewConnectionError as exc:  # a subclass of the timeout errors, so checked first
+        raise UpstreamUnavailable(f"Cannot connect to the upstream of {service.name}") from exc
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"The upstream of {service.name} did not answer in time") from exc
+    except HTTPError as exc:
+        raise UpstreamUnavailable(f"The upstream of {service.name} failed: {type(exc).__name__}") from exc
+    _use_response_timeout(response, service.response_timeout)
+    return response
+
+
+def _use_response_timeout(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
+    """Headers arrived within the request timeout; the body gets the (longer) response timeout."""
+    connection = response.connection
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
+def _response_headers(upstream: urllib3.BaseHTTPResponse) -> list[tuple[str, str]]:
+    connection_tokens = {
+        token.strip().lower() for token in upstream.headers.get("Connection", "").split(",") if token.strip()
+    }
+    return [
+        (name, value)
+        for name, value in upstream.headers.iteritems()
+        if name.lower() not in HOP_BY_HOP_HEADERS and name.lower() not in connection_tokens
+    ]
+
+
+def _is_event_stream(upstream: urllib3.BaseHTTPResponse) -> bool:
+    return upstream.headers.get("Content-Type", "").lower().startswith("text/event-stream")
+
+
+def _declared_length(upstream: urllib3.BaseHTTPResponse) -> int | None:
+    raw = upstream.headers.get("Content-Length", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def relay_response(exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> HttpResponse | StreamingHttpResponse:
+    """Turn the upstream answer into the client's response, streaming what must stream."""
+    exchange.status = upstream.status
+    declared = _declared_length(upstream)
+    if not _is_event_stream(upstream) and declared is not None and declared <= WHOLE_BODY_LIMIT:
+        try:
+            body = upstream.read()
+        except (HTTPError, OSError) as exc:
+            upstream.close()
+            raise UpstreamUnavailable("The upstream closed the connection mid-answer") from exc
+        finally:
+            upstream.release_conn()
+        response: HttpResponse | StreamingHttpResponse = HttpResponse(body, status=upstream.status)
+        exchange.bytes_sent = len(body)
+    else:
+        response = StreamingHttpResponse(_relay_chunks(exchange, upstream), status=upstream.status)
+    for name, value in _response_headers(upstream):
+        response[name] = value
+    return response
+
+
+def _relay_chunks(exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """Yield what has arrived as soon as it arrives.
+
+    When the client goes away the server closes this generator; ``finally`` then closes the
+    upstream connection, which is how the upstream learns the request was cancelled.
+    """
+    finished = False
+    try:
+        while True:
+            chunk = upstream.read1(STREAM_READ_BYTES)
+            if not chunk:
+                finished = True
+                return
+            exchange.bytes_sent += len(chunk)
+            yield chunk
+    except (HTTPError, OSError):
+        exchange.error_code = "upstream_stream_broken"
+    finally:
+        if not finished:
+            upstream.close()  # a half-read connection cannot go back to the pool
+        upstream.release_conn()

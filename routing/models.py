@@ -1,0 +1,190 @@
+"""Routes, services and targets: what the gateway sends where.
+
+The hot path never reads these tables; it reads an in-process snapshot (``snapshot.py``)
+rebuilt whenever a save or delete here bumps the config version.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, URLValidator
+from django.db import models
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_RESPONSE_TIMEOUT = 60.0
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class ServiceKind(models.TextChoices):
+    MCP = "mcp", "MCP server (Streamable HTTP)"
+    HTTP = "http", "Plain HTTP API"
+
+
+class LoadBalancingPolicy(models.TextChoices):
+    ROUND_ROBIN = "round_robin", "Round robin"
+    WEIGHTED_ROUND_ROBIN = "weighted_round_robin", "Weighted round robin"
+    LEAST_CONNECTIONS = "least_connections", "Least connections"
+    RESPONSE_TIME = "response_time", "Response time"
+    HEALTH_BASED = "health_based", "Health based"
+
+
+class PathMatch(models.TextChoices):
+    PREFIX = "prefix", "Prefix (the path and everything below it)"
+    EXACT = "exact", "Exact"
+
+
+class Service(models.Model):
+    """A named group of interchangeable targets, with how to balance, time out and retry."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=ServiceKind.choices, default=ServiceKind.MCP)
+    lb_policy = models.CharField(
+        "load-balancing policy",
+        max_length=32,
+        choices=LoadBalancingPolicy.choices,
+        default=LoadBalancingPolicy.ROUND_ROBIN,
+    )
+    connect_timeout = models.FloatField(
+        "connect timeout (s)", default=DEFAULT_CONNECT_TIMEOUT, validators=[MinValueValidator(0.1)]
+    )
+    request_timeout = models.FloatField(
+        "request timeout (s)",
+        default=DEFAULT_REQUEST_TIMEOUT,
+        validators=[MinValueValidator(0.1)],
+        help_text="Longest wait for the upstream's response headers.",
+    )
+    response_timeout = models.FloatField(
+        "response timeout (s)",
+        default=DEFAULT_RESPONSE_TIMEOUT,
+        validators=[MinValueValidator(0.1)],
+        help_text="Longest silence while reading the response body (or between stream events).",
+    )
+    max_retries = models.PositiveSmallIntegerField(default=2)
+    retry_backoff_ms = models.PositiveIntegerField("retry backoff base (ms)", default=100)
+    circuit_failure_threshold = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1)], help_text="Consecutive failures that open the circuit."
+    )
+    circuit_recovery_seconds = models.FloatField(
+        "circuit recovery (s)", default=30.0, validators=[MinValueValidator(1)]
+    )
+    health_check_path = models.CharField(
+        max_length=200, blank=True, help_text="HTTP path probed by active health checks; empty means an MCP ping."
+    )
+    health_check_interval = models.FloatField(
+        "health check interval (s)", default=10.0, validators=[MinValueValidator(1)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def validate_upstream_url(value: str) -> None:
+    URLValidator(schemes=["http", "https"])(value)
+
+
+class Target(models.Model):
+    """One upstream endpoint of a service."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="targets")
+    url = models.CharField(
+        "endpoint URL",
+        max_length=500,
+        validators=[validate_upstream_url],
+        help_text="Base URL, e.g. http://10.0.0.5:9100/mcp; the route's remaining path is appended.",
+    )
+    weight = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    enabled = models.BooleanField(default=True)
+    healthy = models.BooleanField(default=True)
+    last_health_check = models.DateTimeField(null=True, blank=True)
+    response_time_ms = models.FloatField(null=True, blank=True)
+    active_connections = models.PositiveIntegerField(default=0)
+    upstream_auth_header = models.CharField(
+        max_length=100, blank=True, help_text="Header carrying the gateway's own credential for this upstream."
+    )
+    upstream_auth_value = models.CharField(max_length=2000, blank=True)
+
+    class Meta:
+        ordering = ["service__name", "id"]
+        constraints = [models.UniqueConstraint(fields=["service", "url"], name="unique_target_url_per_service")]
+
+    def __str__(self) -> str:
+        return f"{self.service.name} -> {self.url}"
+
+    def clean(self) -> None:
+        if self.upstream_auth_value and not self.upstream_auth_header:
+            raise ValidationError({"upstream_auth_header": "Name the header that carries the credential."})
+
+
+class Route(models.Model):
+    """Which requests go to which service; the highest priority matching route wins."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    path = models.CharField(max_length=300, help_text="Starts with /, e.g. /mcp/demo")
+    path_match = models.CharField(max_length=8, choices=PathMatch.choices, default=PathMatch.PREFIX)
+    methods = models.JSONField(
+        default=list, blank=True, help_text='HTTP methods, e.g. ["GET", "POST"]; empty means any.'
+    )
+    header_matchers = models.JSONField(
+        default=dict, blank=True, help_text='Headers that must be present with these values, e.g. {"X-Tenant": "a"}.'
+    )
+    query_matchers = models.JSONField(
+        default=dict, blank=True, help_text='Query parameters that must equal these values, e.g. {"v": "2"}.'
+    )
+    content_matchers = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='JSON-RPC content, e.g. {"method": "tools/call", "name": "add"}.',
+    )
+    priority = models.IntegerField(default=0, help_text="Higher wins.")
+    enabled = models.BooleanField(default=True)
+    service = models.ForeignKey(Service, on_delete=models.PROTECT, related_name="routes")
+    path_rewrite = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Replaces the matched path before the target's base URL is prefixed; empty keeps it relative.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if isinstance(self.methods, list):
+            self.methods = [str(m).upper() for m in self.methods]
+        if not self.path.startswith("/"):
+            errors["path"] = "The path must start with /."
+        if self.path_rewrite and not self.path_rewrite.startswith("/"):
+            errors["path_rewrite"] = "A rewrite must start with /."
+        if not isinstance(self.methods, list) or any(m not in HTTP_METHODS for m in self.methods):
+            errors["methods"] = f"Give a list drawn from {', '.join(HTTP_METHODS)}."
+        for field_name in ("header_matchers", "query_matchers", "content_matchers"):
+            value = getattr(self, field_name)
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                errors[field_name] = "Give an object whose values are strings."
+        if errors:
+            raise ValidationError(errors)
+
+
+class ConfigRevision(models.Model):
+    """A single row counting configuration changes, committed with the change itself.
+
+    Processes poll it (or its copy in the state store) to know when to rebuild their snapshot;
+    being in the same transaction as the change, it can never announce data not yet visible.
+    """
+
+    revision = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"config revision {self.revision}"

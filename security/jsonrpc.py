@@ -1,0 +1,59 @@
+"""Reading a JSON-RPC message once, so every later stage shares the same parse.
+
+Only the routing-relevant facts are pulled out (``method``, ``id``, ``params.name`` or
+``params.uri``); the body itself is forwarded byte-exact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RpcMessage:
+    method: str = ""
+    id: Any = None
+    name: str = ""  # params.name of tools/call and prompts/get, params.uri of resources/read
+    is_batch: bool = False
+    is_notification: bool = False
+    parse_error: str = ""
+    payload: Any = None
+
+    def content_fields(self) -> dict[str, str]:
+        """What content matchers compare against."""
+        fields = {}
+        if self.method:
+            fields["method"] = self.method
+        if self.name:
+            fields["name"] = self.name
+        return fields
+
+
+def _name_of(params: Any) -> str:
+    if not isinstance(params, dict):
+        return ""
+    value = params.get("name", params.get("uri", ""))
+    return value if isinstance(value, str) else ""
+
+
+def parse_rpc_message(body: bytes) -> RpcMessage:
+    """Parse ``body``; never raises: a broken body is reported in ``parse_error``."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return RpcMessage(parse_error=f"Parse error: {exc}")
+    if isinstance(payload, list):
+        first = payload[0] if payload and isinstance(payload[0], dict) else {}
+        return RpcMessage(id=first.get("id"), is_batch=True, payload=payload)
+    if not isinstance(payload, dict):
+        return RpcMessage(parse_error="Invalid Request: not a JSON-RPC object", payload=payload)
+    method = payload.get("method")
+    return RpcMessage(
+        method=method if isinstance(method, str) else "",
+        id=payload.get("id"),
+        name=_name_of(payload.get("params")),
+        is_notification="id" not in payload and isinstance(method, str),
+        payload=payload,
+    )

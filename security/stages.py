@@ -1,0 +1,58 @@
+"""Security's pipeline stages: request limits, bounded body read, JSON-RPC parse."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+
+from gateway_project.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, UriTooLong
+from gateway_project.exchange import Exchange
+from security.conf import security_settings
+from security.jsonrpc import parse_rpc_message
+
+JSON_CONTENT_TYPES = ("application/json", "application/json-rpc")
+
+
+def enforce_request_limits(exchange: Exchange) -> HttpResponse | None:
+    """Refuse oversized URLs, header sets and declared bodies before reading anything."""
+    meta = exchange.request.META
+    url_bytes = len(meta.get("PATH_INFO", "")) + len(meta.get("QUERY_STRING", ""))
+    if url_bytes > security_settings.max_url_bytes:
+        raise UriTooLong(f"The URL is longer than {security_settings.max_url_bytes} bytes")
+    header_count = 0
+    header_bytes = 0
+    for key, value in meta.items():
+        if key.startswith("HTTP_"):
+            header_count += 1
+            header_bytes += len(key) + len(value)
+    if header_count > security_settings.max_header_count:
+        raise HeadersTooLarge(f"More than {security_settings.max_header_count} request headers")
+    if header_bytes > security_settings.max_header_bytes:
+        raise HeadersTooLarge(f"Request headers exceed {security_settings.max_header_bytes} bytes")
+    declared = meta.get("CONTENT_LENGTH") or ""
+    if declared:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length must be a non-negative integer")
+        if int(declared) > security_settings.max_body_bytes:
+            raise PayloadTooLarge(f"The body exceeds {security_settings.max_body_bytes} bytes")
+    return None
+
+
+def read_body(exchange: Exchange) -> HttpResponse | None:
+    """Read the body once, never more than the limit (a chunked body has no declared size)."""
+    limit = security_settings.max_body_bytes
+    body = exchange.request.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"The body exceeds {limit} bytes")
+    exchange.body = body
+    return None
+
+
+def parse_jsonrpc(exchange: Exchange) -> HttpResponse | None:
+    """Parse a JSON POST body once; later stages read ``exchange.rpc``."""
+    request = exchange.request
+    if request.method != "POST" or not exchange.body:
+        return None
+    content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if content_type in JSON_CONTENT_TYPES:
+        exchange.rpc = parse_rpc_message(exchange.body)
+    return None
