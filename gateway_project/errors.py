@@ -47,6 +47,24 @@ class BadRequest(GatewayError):
     jsonrpc_code = JSONRPC_INVALID_REQUEST
 
 
+class JsonRpcParseError(GatewayError):
+    """Raised when an MCP route receives a body that is not JSON."""
+
+    status = 400
+    code = "parse_error"
+    title = "Parse error"
+    jsonrpc_code = JSONRPC_PARSE_ERROR
+
+
+class JsonRpcInvalidRequest(GatewayError):
+    """Raised when an MCP route receives JSON that is not a JSON-RPC message."""
+
+    status = 400
+    code = "invalid_request"
+    title = "Invalid Request"
+    jsonrpc_code = JSONRPC_INVALID_REQUEST
+
+
 class RouteNotFound(GatewayError):
     """Raised when no enabled route matches the request."""
 

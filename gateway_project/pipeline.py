@@ -33,6 +33,8 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     # Parsed once, before matching, because routes may match on JSON-RPC method and tool name.
     security_stages.parse_jsonrpc,
     routing_stages.find_route,
+    # Needs the route: only MCP routes promise JSON-RPC, plain HTTP bodies are the upstream's.
+    security_stages.reject_malformed_jsonrpc,
 )
 
 # The last stage always answers: it forwards and relays the upstream's response.

@@ -18,7 +18,8 @@ class RpcMessage:
     name: str = ""  # params.name of tools/call and prompts/get, params.uri of resources/read
     is_batch: bool = False
     is_notification: bool = False
-    parse_error: str = ""
+    parse_error: str = ""  # the body is not JSON at all
+    invalid: str = ""  # JSON, but not a JSON-RPC message
     payload: Any = None
 
     def content_fields(self) -> dict[str, str]:
@@ -48,7 +49,7 @@ def parse_rpc_message(body: bytes) -> RpcMessage:
         first = payload[0] if payload and isinstance(payload[0], dict) else {}
         return RpcMessage(id=first.get("id"), is_batch=True, payload=payload)
     if not isinstance(payload, dict):
-        return RpcMessage(parse_error="Invalid Request: not a JSON-RPC object", payload=payload)
+        return RpcMessage(invalid="Invalid Request: expected a JSON-RPC object", payload=payload)
     method = payload.get("method")
     return RpcMessage(
         method=method if isinstance(method, str) else "",

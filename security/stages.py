@@ -1,10 +1,17 @@
-"""Security's pipeline stages: request limits, bounded body read, JSON-RPC parse."""
+"""Security's pipeline stages: request limits, bounded body read, JSON-RPC parse and shape."""
 
 from __future__ import annotations
 
 from django.http import HttpResponse
 
-from gateway_project.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, UriTooLong
+from gateway_project.errors import (
+    BadRequest,
+    HeadersTooLarge,
+    JsonRpcInvalidRequest,
+    JsonRpcParseError,
+    PayloadTooLarge,
+    UriTooLong,
+)
 from gateway_project.exchange import Exchange
 from security.conf import security_settings
 from security.jsonrpc import parse_rpc_message
@@ -55,4 +62,16 @@ def parse_jsonrpc(exchange: Exchange) -> HttpResponse | None:
     content_type = request.META.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
     if content_type in JSON_CONTENT_TYPES:
         exchange.rpc = parse_rpc_message(exchange.body)
+    return None
+
+
+def reject_malformed_jsonrpc(exchange: Exchange) -> HttpResponse | None:
+    """On an MCP route, a body that is not JSON-RPC is answered here, never forwarded."""
+    rpc = exchange.rpc
+    if rpc is None or not exchange.is_mcp:
+        return None
+    if rpc.parse_error:
+        raise JsonRpcParseError(rpc.parse_error)
+    if rpc.invalid:
+        raise JsonRpcInvalidRequest(rpc.invalid)
     return None

@@ -141,7 +141,7 @@ class UpstreamServer(ThreadingHTTPServer):
             self.cancelled_streams += 1
 
     def start(self) -> UpstreamServer:
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
