@@ -149,6 +149,9 @@ def relay_response(exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> Ht
     if not _is_event_stream(upstream) and declared is not None and declared <= WHOLE_BODY_LIMIT:
         try:
             body = upstream.read()
+        except TimeoutError as exc:
+            upstream.close()
+            raise UpstreamTimeout("The upstream stopped sending its answer") from exc
         except (HTTPError, OSError) as exc:
             upstream.close()
             raise UpstreamUnavailable("The upstream closed the connection mid-answer") from exc

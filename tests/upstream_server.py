@@ -124,6 +124,13 @@ class UpstreamServer(ThreadingHTTPServer):
         self.requests: list[dict[str, object]] = []
         self.cancelled_streams = 0
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client (the gateway) that hung up on purpose is not an error worth printing."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"

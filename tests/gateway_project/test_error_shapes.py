@@ -90,6 +90,22 @@ def test_slow_upstream_on_mcp_route_gets_jsonrpc_504(client: Any, make_route: An
     assert_jsonrpc_error(post_rpc(client, "/mcp/slow/slow-headers?seconds=2"), 504, "upstream_timeout", 42, JSONRPC_SERVER_ERROR)
 
 
+def test_upstream_silent_mid_body_gets_504(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
+    route = make_route("/api", upstream.url)
+    route.service.response_timeout = 0.2
+    route.service.save()
+    assert_problem(client.get("/api/slow-body?seconds=2"), 504, "upstream_timeout")
+
+
+def test_upstream_answering_within_timeouts_is_not_cut(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
+    route = make_route("/api", upstream.url)
+    route.service.request_timeout = 1.0
+    route.service.response_timeout = 1.0
+    route.service.save()
+    assert client.get("/api/slow-body?seconds=0.3").status_code == 200
+    assert client.get("/api/slow-headers?seconds=0.3").status_code == 200
+
+
 @override_settings(GATEWAY_MAX_BODY_BYTES=64)
 def test_oversized_body_gets_413_and_never_reaches_upstream(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
     make_route("/api", upstream.url)
