@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test typecheck bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,11 @@ run: $(VENV)/.installed
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py serve
 
-test: $(VENV)/.installed
+test: typecheck
 	$(PY) -m pytest
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy gateway_project routing security performance authn demo
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py

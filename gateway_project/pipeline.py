@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import cast
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
@@ -60,7 +61,9 @@ def handle(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         response = _render(exchange, GatewayInternalError())
     exchange.status = response.status_code
     if isinstance(response, StreamingHttpResponse):
-        response.streaming_content = _record_when_stream_ends(exchange, response.streaming_content)
+        # The gateway only builds synchronous streams (WSGI), never async iterators.
+        chunks = cast(Iterator[bytes], response.streaming_content)
+        response.streaming_content = _record_when_stream_ends(exchange, chunks)
     else:
         if not exchange.bytes_sent:
             exchange.bytes_sent = len(response.content)

@@ -215,5 +215,7 @@ LOGGING = {
     "loggers": {
         "gateway.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "INFO"},
+        # Django logs every 4xx as a warning; the access log already records each exchange.
+        "django.request": {"level": "ERROR"},
     },
 }

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from routing.config_version import register_stale_flag
-from routing.models import PathMatch, Route, Service
+from routing.models import PathMatch, Route, Service, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,20 +80,20 @@ class Snapshot:
     uses_header_matchers: bool  # lets matching skip building a header map for most requests
 
 
-def _target_config(target_row: object) -> TargetConfig:
-    parts = urlsplit(target_row.url)  # type: ignore[attr-defined]
+def _target_config(target: Target) -> TargetConfig:
+    parts = urlsplit(target.url)
     scheme = parts.scheme or "http"
     return TargetConfig(
-        id=target_row.id,  # type: ignore[attr-defined]
-        url=target_row.url,  # type: ignore[attr-defined]
+        id=target.id,
+        url=target.url,
         scheme=scheme,
         host=parts.hostname or "",
         port=parts.port or (443 if scheme == "https" else 80),
         base_path=parts.path.rstrip("/"),
-        weight=target_row.weight,  # type: ignore[attr-defined]
-        healthy=target_row.healthy,  # type: ignore[attr-defined]
-        auth_header=target_row.upstream_auth_header,  # type: ignore[attr-defined]
-        auth_value=target_row.upstream_auth_value,  # type: ignore[attr-defined]
+        weight=target.weight,
+        healthy=target.healthy,
+        auth_header=target.upstream_auth_header,
+        auth_value=target.upstream_auth_value,
     )
 
 
