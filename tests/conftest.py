@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.test import override_settings
 
 from gateway_project.state import get_state_store, reset_state_store
@@ -20,12 +22,19 @@ from tests.upstream_server import UpstreamServer
 @pytest.fixture(autouse=True)
 def isolated_state() -> Iterator[None]:
     """Each test gets its own state-store key space and a snapshot rebuilt from its own data."""
-    with override_settings(GATEWAY_STATE_PREFIX=f"gwtest:{uuid.uuid4().hex[:12]}:"):
+    prefix = f"gwtest:{uuid.uuid4().hex[:12]}:"
+    with override_settings(GATEWAY_STATE_PREFIX=prefix):
         reset_state_store()
         mark_local_snapshot_stale()
         yield
     mark_local_snapshot_stale()
     reset_state_store()
+    if settings.REDIS_URL:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 @pytest.fixture

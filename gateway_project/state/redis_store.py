@@ -12,10 +12,12 @@ import redis
 
 from gateway_project.state.base import StateStoreUnavailable
 
-# INCRBY, and give the key its TTL only when this call created it.
+# INCRBY, and give the key its TTL only when this call created it (a counter that comes back
+# to the amount, or a permanent key, must not get a new TTL).
 INCR_WITH_TTL = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
 local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-if value == tonumber(ARGV[1]) and ARGV[2] ~= '' then
+if created and ARGV[2] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return value
@@ -81,5 +83,7 @@ class RedisStateStore:
     def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return operation(*args, **kwargs)
-        except redis.RedisError as exc:
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            # Only "cannot reach Redis" is unavailability; a data error (INCR on text) is a bug
+            # in the caller and surfaces as itself.
             raise StateStoreUnavailable(f"redis: {exc}") from exc
