@@ -161,6 +161,8 @@ def relay_response(exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> Ht
         exchange.bytes_sent = len(body)
     else:
         response = StreamingHttpResponse(_relay_chunks(exchange, upstream), status=upstream.status)
+    if "Content-Type" not in upstream.headers:
+        del response["Content-Type"]  # Django's text/html default would be an invented header
     for name, value in _response_headers(upstream):
         response[name] = value
     return response

@@ -143,3 +143,10 @@ def test_round_robin_spreads_requests_over_targets(client: Any, make_route: Any)
     finally:
         for server in servers:
             server.stop()
+
+
+def test_answer_without_content_type_gets_none_added(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
+    make_route("/api", upstream.url)
+    response = client.get("/api/status/202")
+    assert response.status_code == 202
+    assert not response.has_header("Content-Type")
