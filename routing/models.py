@@ -7,7 +7,7 @@ rebuilt whenever a save or delete here bumps the config version.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, URLValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -33,6 +33,7 @@ class LoadBalancingPolicy(models.TextChoices):
 class PathMatch(models.TextChoices):
     PREFIX = "prefix", "Prefix (the path and everything below it)"
     EXACT = "exact", "Exact"
+    PATTERN = "pattern", "Pattern with named parameters, e.g. /users/{id}/orders"
 
 
 class Service(models.Model):
@@ -61,19 +62,50 @@ class Service(models.Model):
         validators=[MinValueValidator(0.1)],
         help_text="Longest silence while reading the response body (or between stream events).",
     )
-    max_retries = models.PositiveSmallIntegerField(default=2)
+    max_retries = models.PositiveSmallIntegerField(default=2, validators=[MaxValueValidator(10)])
     retry_backoff_ms = models.PositiveIntegerField("retry backoff base (ms)", default=100)
-    circuit_failure_threshold = models.PositiveSmallIntegerField(
-        default=5, validators=[MinValueValidator(1)], help_text="Consecutive failures that open the circuit."
+    retry_backoff_max_ms = models.PositiveIntegerField("retry backoff cap (ms)", default=2000)
+    retry_budget_percent = models.PositiveSmallIntegerField(
+        "retry budget (%)",
+        default=20,
+        validators=[MaxValueValidator(100)],
+        help_text="Retries allowed as a share of recent requests, so retries cannot multiply an outage.",
     )
+    circuit_failure_threshold = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1)], help_text="Failures within the window that open the circuit."
+    )
+    circuit_window_seconds = models.FloatField("circuit window (s)", default=30.0, validators=[MinValueValidator(1)])
     circuit_recovery_seconds = models.FloatField(
-        "circuit recovery (s)", default=30.0, validators=[MinValueValidator(1)]
+        "circuit recovery (s)", default=30.0, validators=[MinValueValidator(0.1)],
+        help_text="How long an open circuit refuses calls before letting probes through.",
+    )
+    circuit_half_open_probes = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Calls let through at once while half-open."
     )
     health_check_path = models.CharField(
-        max_length=200, blank=True, help_text="HTTP path probed by active health checks; empty means an MCP ping."
+        max_length=200,
+        blank=True,
+        help_text="HTTP path probed by active health checks; empty means an MCP probe (server/discover, else ping).",
     )
     health_check_interval = models.FloatField(
-        "health check interval (s)", default=10.0, validators=[MinValueValidator(1)]
+        "health check interval (s)", default=10.0, validators=[MinValueValidator(0.5)]
+    )
+    health_check_timeout = models.FloatField(
+        "health check timeout (s)", default=5.0, validators=[MinValueValidator(0.1)]
+    )
+    healthy_threshold = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1)], help_text="Consecutive good checks that mark a target healthy."
+    )
+    unhealthy_threshold = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1)], help_text="Consecutive failed checks that mark a target unhealthy."
+    )
+    passive_failure_threshold = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="Connect failures or 5xx on live traffic, within 10 s, that eject a target.",
+    )
+    passive_ejection_seconds = models.FloatField(
+        "ejection cool-down (s)", default=30.0, validators=[MinValueValidator(0.1)]
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -149,6 +181,20 @@ class Route(models.Model):
         max_length=300,
         blank=True,
         help_text="Replaces the matched path before the target's base URL is prefixed; empty keeps it relative.",
+    )
+    connect_timeout = models.FloatField(
+        "connect timeout override (s)", null=True, blank=True, validators=[MinValueValidator(0.1)]
+    )
+    request_timeout = models.FloatField(
+        "request timeout override (s)", null=True, blank=True, validators=[MinValueValidator(0.1)]
+    )
+    response_timeout = models.FloatField(
+        "response timeout override (s)", null=True, blank=True, validators=[MinValueValidator(0.1)]
+    )
+    idempotent_tools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='MCP tools safe to call twice, so a failed call may be retried, e.g. ["search"].',
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -21,6 +21,12 @@ class StateStore(Protocol):
     def get(self, key: str) -> str | None:
         """The value, or None when missing or expired."""
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """The values of several keys in one round trip, in order (None where missing)."""
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds the key has left; None when it is missing or never expires."""
+
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         """Store a value, replacing any previous one; ``ttl`` None keeps it forever."""
 

@@ -30,6 +30,18 @@ class MemoryStateStore:
         with self._lock:
             return self._live_value(self._prefix + key)
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        with self._lock:
+            return [self._live_value(self._prefix + key) for key in keys]
+
+    def ttl(self, key: str) -> float | None:
+        full_key = self._prefix + key
+        with self._lock:
+            if self._live_value(full_key) is None:
+                return None
+            expires_at = self._expires_at.get(full_key)
+            return None if expires_at is None else expires_at - self._clock()
+
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         with self._lock:
             self._store(self._prefix + key, value, ttl)

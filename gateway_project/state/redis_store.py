@@ -56,6 +56,15 @@ class RedisStateStore:
     def get(self, key: str) -> str | None:
         return self._call(self._client.get, self._prefix + key)
 
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        if not keys:
+            return []
+        return list(self._call(self._client.mget, [self._prefix + key for key in keys]))
+
+    def ttl(self, key: str) -> float | None:
+        remaining_ms = int(self._call(self._client.pttl, self._prefix + key))
+        return None if remaining_ms < 0 else remaining_ms / 1000.0
+
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
         self._call(self._client.set, self._prefix + key, value, px=_milliseconds(ttl))
 

@@ -84,6 +84,26 @@ def test_set_replaces_the_previous_value(store: Any) -> None:
     assert store.get("k") == "second"
 
 
+def test_get_many_reads_several_keys_in_order(backend: Backend, store: Any) -> None:
+    """get_many answers in the order asked, None for missing and expired keys."""
+    store.set("a", "1")
+    store.set("b", "2", ttl=backend.short_ttl)
+    assert store.get_many(["b", "missing", "a"]) == ["2", None, "1"]
+    assert store.get_many([]) == []
+    assert backend.wait_until_gone(store, "b", backend.short_ttl)
+    assert store.get_many(["a", "b"]) == ["1", None]
+
+
+def test_ttl_reports_the_time_left(backend: Backend, store: Any) -> None:
+    """ttl gives the seconds left, None for a permanent or a missing key."""
+    store.set("brief", "v", ttl=backend.long_ttl)
+    store.set("forever", "v")
+    left = store.ttl("brief")
+    assert left is not None and backend.long_ttl - 5 < left <= backend.long_ttl
+    assert store.ttl("forever") is None
+    assert store.ttl("missing") is None
+
+
 def test_set_with_ttl_expires(backend: Backend, store: Any) -> None:
     """A value set with a TTL is readable at first and gone once the TTL has run out."""
     store.set("k", "v", ttl=backend.short_ttl)
