@@ -47,6 +47,20 @@ class ServiceConfig:
     request_timeout: float
     response_timeout: float
     max_retries: int
+    retry_backoff_ms: int
+    retry_backoff_max_ms: int
+    retry_budget_percent: int
+    circuit_failure_threshold: int
+    circuit_window_seconds: float
+    circuit_recovery_seconds: float
+    circuit_half_open_probes: int
+    health_check_path: str
+    health_check_interval: float
+    health_check_timeout: float
+    healthy_threshold: int
+    unhealthy_threshold: int
+    passive_failure_threshold: int
+    passive_ejection_seconds: float
     targets: tuple[TargetConfig, ...]
 
 
@@ -97,7 +111,8 @@ def _target_config(target: Target) -> TargetConfig:
     )
 
 
-def _service_config(service: Service) -> ServiceConfig:
+def service_config(service: Service) -> ServiceConfig:
+    """The frozen view of a service row (with its targets prefetched) that the hot path reads."""
     targets = tuple(_target_config(t) for t in service.targets.all() if t.enabled)
     return ServiceConfig(
         id=service.id,
@@ -108,6 +123,20 @@ def _service_config(service: Service) -> ServiceConfig:
         request_timeout=service.request_timeout,
         response_timeout=service.response_timeout,
         max_retries=service.max_retries,
+        retry_backoff_ms=service.retry_backoff_ms,
+        retry_backoff_max_ms=service.retry_backoff_max_ms,
+        retry_budget_percent=service.retry_budget_percent,
+        circuit_failure_threshold=service.circuit_failure_threshold,
+        circuit_window_seconds=service.circuit_window_seconds,
+        circuit_recovery_seconds=service.circuit_recovery_seconds,
+        circuit_half_open_probes=service.circuit_half_open_probes,
+        health_check_path=service.health_check_path,
+        health_check_interval=service.health_check_interval,
+        health_check_timeout=service.health_check_timeout,
+        healthy_threshold=service.healthy_threshold,
+        unhealthy_threshold=service.unhealthy_threshold,
+        passive_failure_threshold=service.passive_failure_threshold,
+        passive_ejection_seconds=service.passive_ejection_seconds,
         targets=targets,
     )
 
@@ -118,7 +147,7 @@ def _sorted_pairs(matchers: dict[str, str], *, lower_keys: bool = False) -> tupl
 
 def build_snapshot() -> Snapshot:
     """Read every enabled route with its service and targets (three queries)."""
-    services = {s.id: _service_config(s) for s in Service.objects.prefetch_related("targets")}
+    services = {s.id: service_config(s) for s in Service.objects.prefetch_related("targets")}
     routes = [
         RouteConfig(
             id=route.id,
