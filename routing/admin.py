@@ -62,8 +62,25 @@ class ServiceAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "kind", "lb_policy")}),
         ("Timeouts (seconds)", {"fields": ("connect_timeout", "request_timeout", "response_timeout")}),
-        ("Retries and circuit breaker", {"fields": ("max_retries", "retry_backoff_ms", "circuit_failure_threshold", "circuit_recovery_seconds")}),
-        ("Health checks", {"fields": ("health_check_path", "health_check_interval")}),
+        ("Retries", {"fields": ("max_retries", "retry_backoff_ms", "retry_backoff_max_ms", "retry_budget_percent")}),
+        (
+            "Circuit breaker",
+            {"fields": ("circuit_failure_threshold", "circuit_window_seconds", "circuit_recovery_seconds", "circuit_half_open_probes")},
+        ),
+        (
+            "Health checks",
+            {
+                "fields": (
+                    "health_check_path",
+                    "health_check_interval",
+                    "health_check_timeout",
+                    "healthy_threshold",
+                    "unhealthy_threshold",
+                    "passive_failure_threshold",
+                    "passive_ejection_seconds",
+                )
+            },
+        ),
     )
 
     def get_queryset(self, request: HttpRequest) -> Any:
@@ -99,6 +116,7 @@ class RouteAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "enabled", "service", "priority")}),
         ("Match", {"fields": ("path", "path_match", "methods", "header_matchers", "query_matchers", "content_matchers")}),
         ("Rewrite", {"fields": ("path_rewrite",)}),
+        ("Resilience", {"fields": ("connect_timeout", "request_timeout", "response_timeout", "idempotent_tools")}),
     )
 
     @admin.display(description="methods")

@@ -10,11 +10,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 
+from routing.matchers import compile_path_pattern, compile_value_matchers
+
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_RESPONSE_TIMEOUT = 60.0
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CONTENT_FIELDS = frozenset({"method", "name", "uri"})
 
 
 class ServiceKind(models.TextChoices):
@@ -164,15 +167,19 @@ class Route(models.Model):
         default=list, blank=True, help_text='HTTP methods, e.g. ["GET", "POST"]; empty means any.'
     )
     header_matchers = models.JSONField(
-        default=dict, blank=True, help_text='Headers that must be present with these values, e.g. {"X-Tenant": "a"}.'
+        default=dict,
+        blank=True,
+        help_text='Per header: a value to equal, or {"present": true|false}, {"equals": "a"}, {"regex": "^a.*"}. '
+        'E.g. {"X-Tenant": "a", "X-Debug": {"present": false}}.',
     )
     query_matchers = models.JSONField(
-        default=dict, blank=True, help_text='Query parameters that must equal these values, e.g. {"v": "2"}.'
+        default=dict, blank=True, help_text='Per query parameter, same forms as headers, e.g. {"v": {"regex": "[23]"}}.'
     )
     content_matchers = models.JSONField(
         default=dict,
         blank=True,
-        help_text='JSON-RPC content, e.g. {"method": "tools/call", "name": "add"}.',
+        help_text='JSON-RPC content: "method", "name" (tool or prompt) and "uri" (resource), same forms, '
+        'e.g. {"method": "tools/call", "name": "add"}.',
     )
     priority = models.IntegerField(default=0, help_text="Higher wins.")
     enabled = models.BooleanField(default=True)
@@ -211,14 +218,25 @@ class Route(models.Model):
             self.methods = [str(m).upper() for m in self.methods]
         if not self.path.startswith("/"):
             errors["path"] = "The path must start with /."
+        elif self.path_match == PathMatch.PATTERN:
+            try:
+                compile_path_pattern(self.path)
+            except ValueError as exc:
+                errors["path"] = f"Bad pattern: {exc}."
         if self.path_rewrite and not self.path_rewrite.startswith("/"):
             errors["path_rewrite"] = "A rewrite must start with /."
         if not isinstance(self.methods, list) or any(m not in HTTP_METHODS for m in self.methods):
             errors["methods"] = f"Give a list drawn from {', '.join(HTTP_METHODS)}."
         for field_name in ("header_matchers", "query_matchers", "content_matchers"):
-            value = getattr(self, field_name)
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                errors[field_name] = "Give an object whose values are strings."
+            try:
+                compile_value_matchers(getattr(self, field_name))
+            except ValueError as exc:
+                errors[field_name] = f"Bad matcher: {exc}."
+        content = self.content_matchers
+        if isinstance(content, dict) and not set(content) <= CONTENT_FIELDS:
+            errors.setdefault("content_matchers", f"Content matchers take {', '.join(sorted(CONTENT_FIELDS))}.")
+        if not isinstance(self.idempotent_tools, list) or not all(isinstance(t, str) for t in self.idempotent_tools):
+            errors["idempotent_tools"] = 'Give a list of tool names, e.g. ["search"].'
         if errors:
             raise ValidationError(errors)
 

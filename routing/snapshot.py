@@ -6,12 +6,17 @@ Built from the database once, then again only when the config version moves (see
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from routing.config_version import register_stale_flag
+from routing.matchers import ValueMatcher, compile_path_pattern, compile_value_matchers
 from routing.models import PathMatch, Route, Service, Target
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,27 +69,35 @@ class ServiceConfig:
     targets: tuple[TargetConfig, ...]
 
 
+# Among routes of equal priority, the more specific path kind is tried first.
+PATH_KIND_ORDER = {PathMatch.EXACT: 0, PathMatch.PATTERN: 1, PathMatch.PREFIX: 2}
+
+
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
     id: int
     name: str
     path: str
     path_match: str
+    path_regex: re.Pattern[str] | None  # for pattern routes
     methods: frozenset[str]
-    header_matchers: tuple[tuple[str, str], ...]
-    query_matchers: tuple[tuple[str, str], ...]
-    content_matchers: tuple[tuple[str, str], ...]
+    header_matchers: tuple[ValueMatcher, ...]
+    query_matchers: tuple[ValueMatcher, ...]
+    content_matchers: tuple[ValueMatcher, ...]
     priority: int
     path_rewrite: str
+    connect_timeout: float  # the route's override, else the service's
+    request_timeout: float
+    response_timeout: float
+    idempotent_tools: frozenset[str]
     service: ServiceConfig
 
     @property
     def precedence(self) -> tuple[int, int, int, int, str]:
-        """Sort key, smallest first: priority, then exact before prefix, then the longer
-        path, then the route with more matchers, then the name (so ties are deterministic)."""
+        """Sort key, smallest first: priority, then exact before pattern before prefix, then
+        the longer path, then more matchers, then the name (so ties are deterministic)."""
         matcher_count = len(self.header_matchers) + len(self.query_matchers) + len(self.content_matchers)
-        exact_first = 0 if self.path_match == PathMatch.EXACT else 1
-        return (-self.priority, exact_first, -len(self.path), -matcher_count, self.name)
+        return (-self.priority, PATH_KIND_ORDER[PathMatch(self.path_match)], -len(self.path), -matcher_count, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,29 +154,37 @@ def service_config(service: Service) -> ServiceConfig:
     )
 
 
-def _sorted_pairs(matchers: dict[str, str], *, lower_keys: bool = False) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(((k.lower() if lower_keys else k), str(v)) for k, v in matchers.items()))
+def route_config(route: Route, service: ServiceConfig) -> RouteConfig:
+    """Compile one route row: matchers and path pattern once here, never per request."""
+    return RouteConfig(
+        id=route.id,
+        name=route.name,
+        path=route.path,
+        path_match=route.path_match,
+        path_regex=compile_path_pattern(route.path) if route.path_match == PathMatch.PATTERN else None,
+        methods=frozenset(m.upper() for m in route.methods or ()),
+        header_matchers=compile_value_matchers(route.header_matchers or {}, lower_names=True),
+        query_matchers=compile_value_matchers(route.query_matchers or {}),
+        content_matchers=compile_value_matchers(route.content_matchers or {}),
+        priority=route.priority,
+        path_rewrite=route.path_rewrite,
+        connect_timeout=route.connect_timeout or service.connect_timeout,
+        request_timeout=route.request_timeout or service.request_timeout,
+        response_timeout=route.response_timeout or service.response_timeout,
+        idempotent_tools=frozenset(route.idempotent_tools or ()),
+        service=service,
+    )
 
 
 def build_snapshot() -> Snapshot:
     """Read every enabled route with its service and targets (three queries)."""
     services = {s.id: service_config(s) for s in Service.objects.prefetch_related("targets")}
-    routes = [
-        RouteConfig(
-            id=route.id,
-            name=route.name,
-            path=route.path,
-            path_match=route.path_match,
-            methods=frozenset(m.upper() for m in route.methods or ()),
-            header_matchers=_sorted_pairs(route.header_matchers or {}, lower_keys=True),
-            query_matchers=_sorted_pairs(route.query_matchers or {}),
-            content_matchers=_sorted_pairs(route.content_matchers or {}),
-            priority=route.priority,
-            path_rewrite=route.path_rewrite,
-            service=services[route.service_id],
-        )
-        for route in Route.objects.filter(enabled=True)
-    ]
+    routes = []
+    for route in Route.objects.filter(enabled=True):
+        try:
+            routes.append(route_config(route, services[route.service_id]))
+        except ValueError:  # saved around validation (raw ORM): one bad route must not stop all
+            logger.exception("route %s has an invalid matcher and is ignored", route.name)
     routes.sort(key=lambda r: r.precedence)
     return Snapshot(
         routes=tuple(routes),

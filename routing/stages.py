@@ -7,7 +7,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from gateway_project.exchange import Exchange
 from routing.balancing import choose_target
 from routing.forwarding import open_upstream, relay_response
-from routing.matching import match_route, remaining_path
+from routing.matching import RequestFacts, match_route
 from routing.snapshot import get_snapshot
 
 
@@ -19,17 +19,16 @@ def find_route(exchange: Exchange) -> HttpResponse | None:
     """Match path, method, headers, query and JSON-RPC content against the snapshot."""
     request = exchange.request
     snapshot = get_snapshot()
-    route = match_route(
-        snapshot,
+    facts = RequestFacts(
         method=request.method or "GET",
         path=request.path,
         headers=_lower_header_map(request.META) if snapshot.uses_header_matchers else {},
         query=request.GET.dict() if request.META.get("QUERY_STRING") else {},
         content=exchange.rpc.content_fields() if exchange.rpc else {},
     )
-    exchange.route = route
-    rewritten = remaining_path(route, request.path)
-    exchange.upstream_path = (route.path_rewrite.rstrip("/") + rewritten) if route.path_rewrite else rewritten
+    matched = match_route(snapshot, facts)
+    exchange.route = matched.route
+    exchange.upstream_path = matched.upstream_path
     return None
 
 

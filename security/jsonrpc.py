@@ -15,27 +15,27 @@ from typing import Any
 class RpcMessage:
     method: str = ""
     id: Any = None
-    name: str = ""  # params.name of tools/call and prompts/get, params.uri of resources/read
+    name: str = ""  # params.name of tools/call and prompts/get
+    uri: str = ""  # params.uri of resources/read and resources/subscribe
     is_batch: bool = False
     is_notification: bool = False
     parse_error: str = ""  # the body is not JSON at all
     invalid: str = ""  # JSON, but not a JSON-RPC message
     payload: Any = None
 
+    @property
+    def subject(self) -> str:
+        """What the ``Mcp-Name`` header mirrors: the tool or prompt name, or the resource uri."""
+        return self.name or self.uri
+
     def content_fields(self) -> dict[str, str]:
-        """What content matchers compare against."""
-        fields = {}
-        if self.method:
-            fields["method"] = self.method
-        if self.name:
-            fields["name"] = self.name
-        return fields
+        """What content matchers compare against (missing fields are left out)."""
+        fields = {"method": self.method, "name": self.name, "uri": self.uri}
+        return {key: value for key, value in fields.items() if value}
 
 
-def _name_of(params: Any) -> str:
-    if not isinstance(params, dict):
-        return ""
-    value = params.get("name", params.get("uri", ""))
+def _string_param(params: Any, key: str) -> str:
+    value = params.get(key, "") if isinstance(params, dict) else ""
     return value if isinstance(value, str) else ""
 
 
@@ -54,7 +54,8 @@ def parse_rpc_message(body: bytes) -> RpcMessage:
     return RpcMessage(
         method=method if isinstance(method, str) else "",
         id=payload.get("id"),
-        name=_name_of(payload.get("params")),
+        name=_string_param(payload.get("params"), "name"),
+        uri=_string_param(payload.get("params"), "uri"),
         is_notification="id" not in payload and isinstance(method, str),
         payload=payload,
     )
