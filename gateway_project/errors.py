@@ -22,6 +22,8 @@ JSONRPC_INVALID_REQUEST = -32600
 JSONRPC_METHOD_NOT_FOUND = -32601
 JSONRPC_INVALID_PARAMS = -32602
 JSONRPC_SERVER_ERROR = -32000
+# The MCP 2026-07-28 code for an Mcp-Method / Mcp-Name header that disagrees with the body.
+JSONRPC_HEADER_MISMATCH = -32020
 
 
 class GatewayError(Exception):
@@ -63,6 +65,15 @@ class JsonRpcInvalidRequest(GatewayError):
     code = "invalid_request"
     title = "Invalid Request"
     jsonrpc_code = JSONRPC_INVALID_REQUEST
+
+
+class HeaderBodyMismatch(GatewayError):
+    """Raised when an Mcp-Method or Mcp-Name header disagrees with the JSON-RPC body."""
+
+    status = 400
+    code = "header_mismatch"
+    title = "Header does not match the request body"
+    jsonrpc_code = JSONRPC_HEADER_MISMATCH
 
 
 class RouteNotFound(GatewayError):

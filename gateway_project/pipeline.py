@@ -33,6 +33,8 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     security_stages.read_body,
     # Parsed once, before matching, because routes may match on JSON-RPC method and tool name.
     security_stages.parse_jsonrpc,
+    # Before matching: a route chosen by a lying Mcp-Name header would be the wrong route.
+    security_stages.reject_header_body_mismatch,
     routing_stages.find_route,
     # Needs the route: only MCP routes promise JSON-RPC, plain HTTP bodies are the upstream's.
     security_stages.reject_malformed_jsonrpc,

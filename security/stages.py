@@ -6,6 +6,7 @@ from django.http import HttpResponse
 
 from gateway_project.errors import (
     BadRequest,
+    HeaderBodyMismatch,
     HeadersTooLarge,
     JsonRpcInvalidRequest,
     JsonRpcParseError,
@@ -74,4 +75,22 @@ def reject_malformed_jsonrpc(exchange: Exchange) -> HttpResponse | None:
         raise JsonRpcParseError(rpc.parse_error)
     if rpc.invalid:
         raise JsonRpcInvalidRequest(rpc.invalid)
+    return None
+
+
+def reject_header_body_mismatch(exchange: Exchange) -> HttpResponse | None:
+    """``Mcp-Method`` / ``Mcp-Name`` let intermediaries route without parsing, so they must say
+    what the body says: a header must never smuggle a call past a route or a tool permission."""
+    meta = exchange.request.META
+    method_header = meta.get("HTTP_MCP_METHOD")
+    name_header = meta.get("HTTP_MCP_NAME")
+    if method_header is None and name_header is None:
+        return None
+    rpc = exchange.rpc
+    if rpc is None or rpc.is_batch:
+        raise HeaderBodyMismatch("Mcp-Method and Mcp-Name headers need a single JSON-RPC request body")
+    if method_header is not None and method_header != rpc.method:
+        raise HeaderBodyMismatch(f"Mcp-Method header {method_header!r} does not match the body's method {rpc.method!r}")
+    if name_header is not None and name_header != rpc.subject:
+        raise HeaderBodyMismatch(f"Mcp-Name header {name_header!r} does not match the body's {rpc.subject!r}")
     return None
