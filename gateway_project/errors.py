@@ -125,6 +125,12 @@ class UpstreamUnavailable(GatewayError):
     title = "Upstream unavailable"
 
 
+class UpstreamConnectFailed(UpstreamUnavailable):
+    """Raised when no connection to the target could be opened: nothing was sent."""
+
+    code = "upstream_unavailable"
+
+
 class NoTargetAvailable(GatewayError):
     """Raised when the route's service has no enabled target to send to."""
 
@@ -167,3 +173,7 @@ def render_error(error: GatewayError, *, jsonrpc: bool, request_id: Any = None, 
     for name, value in error.headers.items():
         response[name] = value
     return response
+
+
+class UpstreamConnectTimeout(UpstreamTimeout):
+    """Raised when the connection to the target did not open in time: nothing was sent."""

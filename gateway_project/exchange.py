@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
@@ -27,7 +28,11 @@ class Exchange:
     status: int = 0
     error_code: str = ""
     bytes_sent: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    # Who is asking; "anonymous" until authentication sets it. Sessions are bound to it.
+    principal_id: str = "anonymous"
+    # Run once when the exchange is over (for a stream: when it closes), before recording.
+    on_finish: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def is_mcp(self) -> bool:

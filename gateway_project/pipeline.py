@@ -62,14 +62,17 @@ def handle(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         response = _render(exchange, GatewayInternalError())
     exchange.status = response.status_code
+    # The access log records every exchange; Django need not log 4xx/5xx answers again
+    # (its log_response honours this flag).
+    response._has_been_logged = True  # type: ignore[union-attr]
     if isinstance(response, StreamingHttpResponse):
         # The gateway only builds synchronous streams (WSGI), never async iterators.
         chunks = cast(Iterator[bytes], response.streaming_content)
-        response.streaming_content = _record_when_stream_ends(exchange, chunks)
+        response.streaming_content = _finish_when_stream_ends(exchange, chunks)
     else:
         if not exchange.bytes_sent:
             exchange.bytes_sent = len(response.content)
-        record_exchange(exchange)
+        _finish(exchange)
     return response
 
 
@@ -103,8 +106,18 @@ def _caller_speaks_jsonrpc(exchange: Exchange) -> bool:
     return any(route.service.kind == "mcp" and path_matches(route, path) for route in routes)
 
 
-def _record_when_stream_ends(exchange: Exchange, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _finish(exchange: Exchange) -> None:
+    """Run the exchange's end-of-life callbacks, then record it, whatever fails."""
+    for callback in exchange.on_finish:
+        try:
+            callback()
+        except Exception:  # a failing callback (state store down) must not lose the record
+            logger.exception("an end-of-exchange callback failed")
+    record_exchange(exchange)
+
+
+def _finish_when_stream_ends(exchange: Exchange, chunks: Iterator[bytes]) -> Iterator[bytes]:
     try:
         yield from chunks
     finally:
-        record_exchange(exchange)
+        _finish(exchange)

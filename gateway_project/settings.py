@@ -168,6 +168,9 @@ GATEWAY_STATE_PREFIX = env_str("GATEWAY_STATE_PREFIX", "gw:")
 # background watcher (tests rebuild the snapshot explicitly).
 GATEWAY_CONFIG_POLL_INTERVAL = env_float("GATEWAY_CONFIG_POLL_INTERVAL", 0.5)
 
+# Legacy-era MCP sessions: how long a session's target binding lives without traffic.
+GATEWAY_MCP_SESSION_TTL = env_int("GATEWAY_MCP_SESSION_TTL", 30 * 60)
+
 # Request limits (the guard stage).
 GATEWAY_MAX_BODY_BYTES = env_int("GATEWAY_MAX_BODY_BYTES", 10 * 1024 * 1024)
 GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 16 * 1024)
@@ -215,7 +218,5 @@ LOGGING = {
     "loggers": {
         "gateway.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "INFO"},
-        # Django logs every 4xx as a warning; the access log already records each exchange.
-        "django.request": {"level": "ERROR"},
     },
 }

@@ -159,4 +159,8 @@ def start_in_flight(target: TargetConfig) -> Callable[[], None]:
     store = get_state_store()
     key = in_flight_key(target.id)
     store.incr(key)
-    return lambda: store.incr(key, -1)
+
+    def finish() -> None:
+        store.incr(key, -1)
+
+    return finish

@@ -9,16 +9,17 @@ and ``text/event-stream`` answers are relayed event by event as they arrive, nev
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import urllib3
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, TimeoutError
 
-from gateway_project.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway_project.errors import UpstreamConnectFailed, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from gateway_project.exchange import Exchange
 from performance.pools import upstream_pool
-from routing.snapshot import ServiceConfig, TargetConfig
+from routing.snapshot import RouteConfig, TargetConfig
 
 HOP_BY_HOP_HEADERS = frozenset(
     {
@@ -87,9 +88,13 @@ def upstream_url_path(target: TargetConfig, rewritten_path: str, query_string: s
     return f"{path}?{query_string}" if query_string else path
 
 
-def open_upstream(exchange: Exchange, service: ServiceConfig, target: TargetConfig) -> urllib3.BaseHTTPResponse:
-    """Send the request; return once the upstream's status and headers have arrived."""
+def open_upstream(exchange: Exchange, route: RouteConfig, target: TargetConfig) -> urllib3.BaseHTTPResponse:
+    """Send the request; return once the upstream's status and headers have arrived.
+
+    Connect failures raise the ``UpstreamConnect*`` errors, which promise nothing was sent.
+    """
     request = exchange.request
+    service = route.service
     pool = upstream_pool(target.scheme, target.host, target.port)
     try:
         response = pool.urlopen(
@@ -102,15 +107,17 @@ def open_upstream(exchange: Exchange, service: ServiceConfig, target: TargetConf
             assert_same_host=False,
             preload_content=False,
             decode_content=False,
-            timeout=urllib3.Timeout(connect=service.connect_timeout, read=service.request_timeout),
+            timeout=urllib3.Timeout(connect=route.connect_timeout, read=route.request_timeout),
         )
     except NewConnectionError as exc:  # a subclass of the timeout errors, so checked first
-        raise UpstreamUnavailable(f"Cannot connect to the upstream of {service.name}") from exc
+        raise UpstreamConnectFailed(f"Cannot connect to the upstream of {service.name}") from exc
+    except ConnectTimeoutError as exc:
+        raise UpstreamConnectTimeout(f"Connecting to the upstream of {service.name} timed out") from exc
     except TimeoutError as exc:
         raise UpstreamTimeout(f"The upstream of {service.name} did not answer in time") from exc
     except HTTPError as exc:
         raise UpstreamUnavailable(f"The upstream of {service.name} failed: {type(exc).__name__}") from exc
-    _use_response_timeout(response, service.response_timeout)
+    _use_response_timeout(response, route.response_timeout)
     return response
 
 
@@ -142,19 +149,41 @@ def _declared_length(upstream: urllib3.BaseHTTPResponse) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def relay_response(exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> HttpResponse | StreamingHttpResponse:
-    """Turn the upstream answer into the client's response, streaming what must stream."""
+def _read_whole_body(upstream: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    """Read a complete answer, but not past ``deadline``: a slow drip cannot outlast it."""
+    chunks: list[bytes] = []
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamTimeout("The upstream did not finish its answer within the response timeout")
+            _use_response_timeout(upstream, remaining)
+            chunk = upstream.read1(STREAM_READ_BYTES)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    except TimeoutError as exc:
+        raise UpstreamTimeout("The upstream stopped sending its answer") from exc
+    except (HTTPError, OSError) as exc:
+        raise UpstreamUnavailable("The upstream closed the connection mid-answer") from exc
+
+
+def relay_response(
+    exchange: Exchange, upstream: urllib3.BaseHTTPResponse, response_timeout: float
+) -> HttpResponse | StreamingHttpResponse:
+    """Turn the upstream answer into the client's response, streaming what must stream.
+
+    A complete answer must arrive within ``response_timeout`` in total; a stream may run for
+    ever, but never stay silent longer than ``response_timeout`` between two reads.
+    """
     exchange.status = upstream.status
     declared = _declared_length(upstream)
     if not _is_event_stream(upstream) and declared is not None and declared <= WHOLE_BODY_LIMIT:
         try:
-            body = upstream.read()
-        except TimeoutError as exc:
+            body = _read_whole_body(upstream, time.monotonic() + response_timeout)
+        except (UpstreamTimeout, UpstreamUnavailable):
             upstream.close()
-            raise UpstreamTimeout("The upstream stopped sending its answer") from exc
-        except (HTTPError, OSError) as exc:
-            upstream.close()
-            raise UpstreamUnavailable("The upstream closed the connection mid-answer") from exc
+            raise
         finally:
             upstream.release_conn()
         response: HttpResponse | StreamingHttpResponse = HttpResponse(body, status=upstream.status)

@@ -14,7 +14,9 @@ from django.test import override_settings
 
 from gateway_project.state import get_state_store, reset_state_store
 from performance.pools import close_all_pools
+from routing.balancing import latencies
 from routing.config_version import mark_local_snapshot_stale
+from routing.retries import retry_budget
 from tests.live_servers import LiveGateway, free_port, start_demo_server
 from tests.upstream_server import UpstreamServer
 
@@ -23,6 +25,8 @@ from tests.upstream_server import UpstreamServer
 def isolated_state() -> Iterator[None]:
     """Each test gets its own state-store key space and a snapshot rebuilt from its own data."""
     prefix = f"gwtest:{uuid.uuid4().hex[:12]}:"
+    latencies.clear()
+    retry_budget.clear()
     with override_settings(GATEWAY_STATE_PREFIX=prefix):
         reset_state_store()
         mark_local_snapshot_stale()

@@ -7,6 +7,9 @@ Paths (all under any prefix, so routes can point anywhere):
   /slow-headers    waits ?seconds=S before answering (request timeout)
   /slow-body       headers at once, body after ?seconds=S (response timeout)
   /big             ?bytes=N of 'x' with Content-Length
+  /drop            closes the connection without answering (after reading the request)
+A JSON-RPC ``initialize`` body gets an ``Mcp-Session-Id`` answer header naming this server.
+``forced_status`` makes every request answer that status (a failing or flapping upstream).
 Every accepted connection's client port is recorded, so tests can prove connection reuse.
 """
 
@@ -37,7 +40,17 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         self.server.record_request(self.command, parts.path, dict(self.headers.items()), body)
         leaf = parts.path.rstrip("/").rsplit("/", 2)
-        if parts.path.endswith("/sse"):
+        if self.server.delay_seconds:
+            time.sleep(self.server.delay_seconds)
+        if self.server.forced_status is not None:
+            self._status(self.server.forced_status)
+        elif parts.path.endswith("/drop"):
+            self.close_connection = True
+            self.connection.shutdown(2)
+        elif b'"method": "initialize"' in body or b'"method":"initialize"' in body:
+            session_id = f"session-{self.server.server_address[1]}-{len(self.server.requests)}"
+            self._send(200, b'{"jsonrpc":"2.0","id":1,"result":{}}', "application/json", {"Mcp-Session-Id": session_id})
+        elif parts.path.endswith("/sse"):
             self._event_stream(int(query.get("events", 3)), float(query.get("delay", 0.2)))
         elif "/status/" in parts.path:
             self._status(int(leaf[-1]))
@@ -123,6 +136,8 @@ class UpstreamServer(ThreadingHTTPServer):
         self.connection_ports: list[int] = []
         self.requests: list[dict[str, object]] = []
         self.cancelled_streams = 0
+        self.forced_status: int | None = None
+        self.delay_seconds = 0.0  # added before every answer (a slow upstream)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client (the gateway) that hung up on purpose is not an error worth printing."""

@@ -70,9 +70,11 @@ def test_target_credential_is_added_upstream(client: Any, make_route: Any, upstr
 
 def test_mcp_headers_are_forwarded(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
     make_route("/mcp", upstream.url, kind="mcp")
+    initialize = b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}'
+    session_id = client.post("/mcp", initialize, content_type="application/json")["Mcp-Session-Id"]
     mcp_headers = {
         "Accept": "application/json, text/event-stream",
-        "Mcp-Session-Id": "session-123",
+        "Mcp-Session-Id": session_id,
         "MCP-Protocol-Version": "2025-06-18",
         "Last-Event-ID": "41",
         "Mcp-Method": "tools/call",
