@@ -6,9 +6,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
 from routing.models import Route, Service, Target
+from routing.tester import RouteTesterForm, explain_request
 
 
 class TargetForm(forms.ModelForm):
@@ -122,3 +126,19 @@ class RouteAdmin(admin.ModelAdmin):
     @admin.display(description="methods")
     def method_list(self, route: Route) -> str:
         return ", ".join(route.methods) if route.methods else "any"
+
+    def get_urls(self) -> list[URLPattern]:
+        tester = path("tester/", self.admin_site.admin_view(self.tester_view), name="routing_route_tester")
+        return [tester, *super().get_urls()]
+
+    def tester_view(self, request: HttpRequest) -> HttpResponse:
+        """Which route and targets a typed-in request would reach (nothing is sent)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = RouteTesterForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            result = explain_request(data["method"], data["path"], data["headers"], data["body"])
+        context = {**self.admin_site.each_context(request), "title": "Route tester", "form": form, "result": result, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/routing/route/tester.html", context)

@@ -176,3 +176,33 @@ def test_route_saved_in_admin_is_served_at_once(admin_client: Any, upstream: Any
     assert response.status_code == 302
     assert Route.objects.get(name="orders").methods == ["GET"]
     assert admin_client.get("/orders/echo").status_code == 200
+
+
+def test_route_tester_shows_the_winner_and_why_others_were_skipped(admin_client: Any, make_route: Any) -> None:
+    make_route("/mcp", "http://10.0.0.9:9000/mcp", name="billing-tools", kind="mcp", priority=5, content_matchers={"name": {"regex": "invoice_.*"}})
+    make_route("/mcp", "http://10.0.0.8:9000/mcp", name="all-tools", kind="mcp")
+    body = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "search"}}'
+    response = admin_client.post("/admin/routing/route/tester/", {"method": "POST", "path": "/mcp", "headers": "", "body": body})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Matched route <strong>all-tools</strong>" in html
+    assert "skipped: content name ~ /invoice_.*/ not satisfied" in html
+    assert "http://10.0.0.8:9000/mcp" in html
+
+
+def test_route_tester_explains_a_request_nothing_matches(admin_client: Any, make_route: Any) -> None:
+    make_route("/api", "http://10.0.0.9", name="api", methods=["GET"])
+    html = admin_client.post("/admin/routing/route/tester/", {"method": "DELETE", "path": "/api/x?y=1", "headers": "X-A: b", "body": ""}).content.decode()
+    assert "DELETE is not allowed here" in html
+    assert "skipped: method" in html
+
+
+def test_route_tester_rejects_malformed_headers(admin_client: Any) -> None:
+    html = admin_client.post("/admin/routing/route/tester/", {"method": "GET", "path": "/x", "headers": "no colon here", "body": ""}).content.decode()
+    assert "Line 1: write headers as" in html
+
+
+def test_route_tester_is_linked_from_the_route_list_and_needs_staff(client: Any, admin_client: Any) -> None:
+    assert "/admin/routing/route/tester/" in admin_client.get("/admin/routing/route/").content.decode()
+    admin_client.logout()
+    assert client.get("/admin/routing/route/tester/").status_code == 302  # to the login page
