@@ -15,9 +15,10 @@ import hashlib
 
 from django.conf import settings
 
-from gateway_project.errors import JSONRPC_INVALID_REQUEST, GatewayError
+from gateway_project.errors import JSONRPC_INVALID_REQUEST, JSONRPC_SERVER_ERROR, GatewayError
 from gateway_project.exchange import Exchange
-from gateway_project.state import get_state_store
+from gateway_project.state import StateStoreUnavailable, get_state_store
+from gateway_project.state.degraded import note_state_store_down
 from routing.snapshot import TargetConfig
 from routing.target_status import unavailable_target_ids
 
@@ -33,6 +34,15 @@ class SessionNotFound(GatewayError):
     title = "Session not found"
     # What the MCP SDK's own servers answer, so clients treat the gateway's 404 the same way.
     jsonrpc_code = JSONRPC_INVALID_REQUEST
+
+
+class SessionStateUnavailable(GatewayError):
+    """Raised when a session-bound request arrives while the state store cannot be reached."""
+
+    status = 503
+    code = "state_store_unavailable"
+    title = "Session routing is temporarily unavailable"
+    jsonrpc_code = JSONRPC_SERVER_ERROR
 
 
 def _binding_key(route_id: int, session_id: str) -> str:
@@ -60,7 +70,11 @@ def bound_target(exchange: Exchange) -> TargetConfig | None:
     assert exchange.route is not None
     store = get_state_store()
     key = _binding_key(exchange.route.id, session_id)
-    binding = store.get(key)
+    try:
+        binding = store.get(key)
+    except StateStoreUnavailable:
+        # Guessing a target would hand the session to a server that never saw it.
+        raise SessionStateUnavailable(headers={"Retry-After": "5"}) from None
     if binding is None:
         raise SessionNotFound()
     target_id, _, principal = binding.partition("|")
@@ -70,7 +84,10 @@ def bound_target(exchange: Exchange) -> TargetConfig | None:
     if target is None or unavailable_target_ids([target.id]):
         store.delete(key)
         raise SessionNotFound()  # its server is gone: the client must start a new session
-    store.expire(key, settings.GATEWAY_MCP_SESSION_TTL)  # sliding timeout
+    try:
+        store.expire(key, settings.GATEWAY_MCP_SESSION_TTL)  # sliding timeout
+    except StateStoreUnavailable as error:
+        note_state_store_down("session expiry", error)
     return target
 
 
@@ -78,6 +95,14 @@ def remember_session(exchange: Exchange, target: TargetConfig, response_session_
     """After an upstream answer: bind a session an ``initialize`` opened, forget one DELETE ended."""
     if not exchange.is_mcp or exchange.route is None:
         return
+    try:
+        _update_binding(exchange, target, response_session_id)
+    except StateStoreUnavailable as error:
+        note_state_store_down("session binding", error)
+
+
+def _update_binding(exchange: Exchange, target: TargetConfig, response_session_id: str | None) -> None:
+    assert exchange.route is not None
     store = get_state_store()
     if response_session_id and exchange.rpc is not None and exchange.rpc.method == "initialize":
         store.set(

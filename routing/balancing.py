@@ -11,6 +11,7 @@ per process, since each process measures its own requests.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import threading
@@ -19,7 +20,8 @@ from collections.abc import Callable, Collection, Sequence
 from functools import lru_cache
 
 from gateway_project.errors import NoTargetAvailable
-from gateway_project.state import get_state_store
+from gateway_project.state import StateStoreUnavailable, get_state_store
+from gateway_project.state.degraded import note_state_store_down
 from routing.models import LoadBalancingPolicy
 from routing.snapshot import ServiceConfig, TargetConfig
 from routing.target_status import unavailable_target_ids
@@ -44,8 +46,17 @@ def checked_ok_at_key(target_id: int) -> str:
     return f"target:{target_id}:checked_ok_at"
 
 
+_local_positions: dict[str, itertools.count[int]] = {}
+
+
 def _next_position(service: ServiceConfig, counter: str) -> int:
-    return get_state_store().incr(f"lb:{service.id}:{counter}") - 1
+    """A position shared by every process; a per-process one while the store is down."""
+    key = f"lb:{service.id}:{counter}"
+    try:
+        return get_state_store().incr(key) - 1
+    except StateStoreUnavailable as error:
+        note_state_store_down("load balancing", error)
+        return next(_local_positions.setdefault(key, itertools.count()))
 
 
 def round_robin(service: ServiceConfig, candidates: Sequence[TargetConfig]) -> TargetConfig:
@@ -80,7 +91,11 @@ def weighted_round_robin(service: ServiceConfig, candidates: Sequence[TargetConf
 
 def least_connections(service: ServiceConfig, candidates: Sequence[TargetConfig]) -> TargetConfig:
     """The target with the fewest requests in flight (streams count until they close)."""
-    counts = get_state_store().get_many([in_flight_key(t.id) for t in candidates])
+    try:
+        counts = get_state_store().get_many([in_flight_key(t.id) for t in candidates])
+    except StateStoreUnavailable as error:
+        note_state_store_down("least connections", error)
+        return random.choice(candidates)
     loads = [int(count or 0) for count in counts]
     fewest = min(loads)
     return random.choice([t for t, load in zip(candidates, loads) if load == fewest])
@@ -123,7 +138,11 @@ def response_time(service: ServiceConfig, candidates: Sequence[TargetConfig]) ->
 
 def health_based(service: ServiceConfig, candidates: Sequence[TargetConfig]) -> TargetConfig:
     """Healthy targets only (already filtered), preferring those with a recent good check."""
-    checked = get_state_store().get_many([checked_ok_at_key(t.id) for t in candidates])
+    try:
+        checked = get_state_store().get_many([checked_ok_at_key(t.id) for t in candidates])
+    except StateStoreUnavailable as error:
+        note_state_store_down("health-based balancing", error)
+        return round_robin(service, candidates)
     horizon = time.time() - FRESH_CHECK_INTERVALS * service.health_check_interval
     fresh = [t for t, at in zip(candidates, checked) if at is not None and float(at) >= horizon]
     return round_robin(service, fresh or candidates)
@@ -142,7 +161,11 @@ def choose_target(service: ServiceConfig, *, exclude: Collection[int] = ()) -> T
     """A target for one attempt; raise NoTargetAvailable when none may take traffic."""
     candidates = [t for t in service.targets if t.id not in exclude]
     if candidates:
-        unavailable = unavailable_target_ids([t.id for t in candidates])
+        try:
+            unavailable = unavailable_target_ids([t.id for t in candidates])
+        except StateStoreUnavailable as error:
+            note_state_store_down("target availability", error)
+            unavailable = set()  # without verdicts, every enabled target is worth a try
         candidates = [t for t in candidates if t.id not in unavailable]
     if not candidates:
         raise NoTargetAvailable(f"Service {service.name} has no healthy target available")
@@ -158,7 +181,11 @@ def start_in_flight(target: TargetConfig) -> Callable[[], None]:
     """Count one request in flight on ``target``; call the returned function when it ends."""
     store = get_state_store()
     key = in_flight_key(target.id)
-    store.incr(key)
+    try:
+        store.incr(key)
+    except StateStoreUnavailable as error:
+        note_state_store_down("in-flight counting", error)
+        return lambda: None
 
     def finish() -> None:
         store.incr(key, -1)

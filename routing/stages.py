@@ -22,6 +22,8 @@ from gateway_project.errors import (
     UpstreamUnavailable,
 )
 from gateway_project.exchange import Exchange
+from gateway_project.state import StateStoreUnavailable
+from gateway_project.state.degraded import note_state_store_down
 from routing import circuit, health
 from routing.affinity import SESSION_HEADER, bound_target, remember_session
 from routing.balancing import choose_target, latencies, start_in_flight, tracks_in_flight
@@ -141,6 +143,9 @@ def _call_target(
         admission = circuit.before_call(service, target)
     except circuit.CircuitOpen as refused:  # answered without touching the network
         raise _AttemptFailed(refused, request_sent=False) from None
+    except StateStoreUnavailable as error:
+        note_state_store_down("circuit breakers", error)
+        admission = circuit.ADMITTED_CLOSED
     started = time.perf_counter()
     try:
         upstream = open_upstream(exchange, route, target)
@@ -151,7 +156,7 @@ def _call_target(
     if upstream.status >= FAILURE_STATUS:
         _count_failure(service, target, admission)
     else:
-        circuit.record_success(service, target, admission)
+        _count_success(service, target, admission)
     if (
         upstream.status in RETRYABLE_STATUSES
         and can_fail_over
@@ -164,8 +169,18 @@ def _call_target(
 
 
 def _count_failure(service: ServiceConfig, target: TargetConfig, admission: circuit.Admission) -> None:
-    circuit.record_failure(service, target, admission)
-    health.record_passive_failure(service, target)
+    try:
+        circuit.record_failure(service, target, admission)
+        health.record_passive_failure(service, target)
+    except StateStoreUnavailable as error:
+        note_state_store_down("failure accounting", error)
+
+
+def _count_success(service: ServiceConfig, target: TargetConfig, admission: circuit.Admission) -> None:
+    try:
+        circuit.record_success(service, target, admission)
+    except StateStoreUnavailable as error:
+        note_state_store_down("circuit breakers", error)
 
 
 def _discard(upstream: urllib3.BaseHTTPResponse) -> None:
