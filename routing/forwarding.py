@@ -9,6 +9,7 @@ and ``text/event-stream`` answers are relayed event by event as they arrive, nev
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -121,10 +122,22 @@ def open_upstream(exchange: Exchange, route: RouteConfig, target: TargetConfig) 
     return response
 
 
+def _response_socket(response: urllib3.BaseHTTPResponse) -> socket.socket | None:
+    """The socket the body is read from.
+
+    Usually the pooled connection's; but when the upstream answers ``Connection: close``,
+    http.client detaches it from the connection and only the response's reader still holds it.
+    """
+    sock = getattr(response.connection, "sock", None)
+    if sock is not None:
+        return sock
+    reader = getattr(getattr(response, "_fp", None), "fp", None)
+    return getattr(getattr(reader, "raw", None), "_sock", None)
+
+
 def _use_response_timeout(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
     """Headers arrived within the request timeout; the body gets the (longer) response timeout."""
-    connection = response.connection
-    sock = getattr(connection, "sock", None)
+    sock = _response_socket(response)
     if sock is not None:
         sock.settimeout(seconds)
 
