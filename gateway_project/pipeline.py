@@ -68,7 +68,7 @@ def handle(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if isinstance(response, StreamingHttpResponse):
         # The gateway only builds synchronous streams (WSGI), never async iterators.
         chunks = cast(Iterator[bytes], response.streaming_content)
-        response.streaming_content = _finish_when_stream_ends(exchange, chunks)
+        response.streaming_content = FinishOnClose(exchange, chunks)
     else:
         if not exchange.bytes_sent:
             exchange.bytes_sent = len(response.content)
@@ -116,8 +116,28 @@ def _finish(exchange: Exchange) -> None:
     record_exchange(exchange)
 
 
-def _finish_when_stream_ends(exchange: Exchange, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    try:
-        yield from chunks
-    finally:
-        _finish(exchange)
+class FinishOnClose:
+    """Relays a stream's chunks and finishes the exchange exactly once, when the server closes
+    the response (also when the client left before the first chunk was even asked for)."""
+
+    def __init__(self, exchange: Exchange, chunks: Iterator[bytes]) -> None:
+        self._exchange = exchange
+        self._chunks = chunks
+        self._closed = False
+
+    def __iter__(self) -> FinishOnClose:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close_chunks = getattr(self._chunks, "close", None)
+            if close_chunks is not None:
+                close_chunks()
+        finally:
+            _finish(self._exchange)

@@ -202,7 +202,7 @@ def relay_response(
         response: HttpResponse | StreamingHttpResponse = HttpResponse(body, status=upstream.status)
         exchange.bytes_sent = len(body)
     else:
-        response = StreamingHttpResponse(_relay_chunks(exchange, upstream), status=upstream.status)
+        response = StreamingHttpResponse(RelayedStream(exchange, upstream), status=upstream.status)
     if "Content-Type" not in upstream.headers:
         del response["Content-Type"]  # Django's text/html default would be an invented header
     for name, value in _response_headers(upstream):
@@ -210,24 +210,42 @@ def relay_response(
     return response
 
 
-def _relay_chunks(exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """Yield what has arrived as soon as it arrives.
+class RelayedStream:
+    """Yields what the upstream sent as soon as it arrives.
 
-    When the client goes away the server closes this generator; ``finally`` then closes the
-    upstream connection, which is how the upstream learns the request was cancelled.
+    The server calls ``close()`` when the response is over: after the last chunk, when the
+    client went away, or even before the first chunk was asked for. Closing a half-read
+    upstream connection is how the upstream learns the request was cancelled.
     """
-    finished = False
-    try:
-        while True:
-            chunk = upstream.read1(STREAM_READ_BYTES)
-            if not chunk:
-                finished = True
-                return
-            exchange.bytes_sent += len(chunk)
-            yield chunk
-    except (HTTPError, OSError):
-        exchange.error_code = "upstream_stream_broken"
-    finally:
-        if not finished:
-            upstream.close()  # a half-read connection cannot go back to the pool
-        upstream.release_conn()
+
+    def __init__(self, exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> None:
+        self._exchange = exchange
+        self._upstream = upstream
+        self._complete = False
+        self._closed = False
+
+    def __iter__(self) -> RelayedStream:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._complete or self._closed:
+            raise StopIteration
+        try:
+            chunk = self._upstream.read1(STREAM_READ_BYTES)
+        except (HTTPError, OSError):
+            self._exchange.error_code = "upstream_stream_broken"
+            self.close()
+            raise StopIteration from None
+        if not chunk:
+            self._complete = True
+            raise StopIteration
+        self._exchange.bytes_sent += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._complete:
+            self._upstream.close()  # a half-read connection cannot go back to the pool
+        self._upstream.release_conn()

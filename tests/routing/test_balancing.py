@@ -138,3 +138,30 @@ def test_round_robin_stays_even_across_two_processes_sharing_redis() -> None:
         theirs = json.loads(other.communicate(timeout=60)[0])
         reset_state_store()
     assert Counter(mine + theirs) == {1: 100, 2: 100, 3: 100}
+
+
+def test_least_connections_steers_away_from_targets_holding_streams(client: Any, make_route: Any) -> None:
+    from tests.upstream_server import UpstreamServer
+
+    servers = [UpstreamServer().start() for _ in range(3)]
+    streams: list[Any] = []
+    try:
+        route = make_route("/mcp", [server.url for server in servers], kind="mcp")
+        route.service.lb_policy = "least_connections"
+        route.service.save()
+        owners = []
+        for _ in range(3):
+            before = [len(server.requests) for server in servers]
+            streams.append(client.get("/mcp/sse?events=50&delay=0.2"))
+            owners.append(next(s for s, count in zip(servers, before) if len(s.requests) > count))
+        assert len({id(owner) for owner in owners}) == 3  # each new stream went to an idle target
+        streams[0].close()  # its target is the only one without an open stream now
+        for _ in range(3):
+            assert client.get("/mcp/echo").status_code == 200
+        echoes = [sum(1 for r in server.requests if str(r["path"]).endswith("/echo")) for server in owners]
+        assert echoes == [3, 0, 0]
+    finally:
+        for stream in streams:
+            stream.close()
+        for server in servers:
+            server.stop()
