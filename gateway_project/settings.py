@@ -92,6 +92,9 @@ PORT = env_int("PORT", 8000)
 # per process, so more than one worker needs REDIS_URL (system check gateway.E001).
 GATEWAY_WORKERS = env_int("GATEWAY_WORKERS", 1)
 GATEWAY_THREADS = env_int("GATEWAY_THREADS", 64)
+# Run the background jobs (health checks, ...) on a thread of each gateway process. `serve`
+# turns this on in the embedded shape, where a separate worker could not share in-process state.
+GATEWAY_WORKER_IN_PROCESS = env_bool("GATEWAY_WORKER_IN_PROCESS", False)
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 
 INSTALLED_APPS = [

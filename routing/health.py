@@ -39,7 +39,9 @@ from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as UrllibTimeoutError
 
 from gateway_project.state import StateStore, StateStoreUnavailable, get_state_store
+from gateway_project.state.degraded import note_state_store_down
 from performance.pools import upstream_pool
+from routing.balancing import checked_ok_at_key
 from routing.models import Service, ServiceKind, Target
 from routing.snapshot import ServiceConfig, TargetConfig, service_config
 from routing.target_status import down_key, ejected_key
@@ -416,9 +418,12 @@ def _extend_streak(service: ServiceConfig, target: TargetConfig, ok: bool, store
     streak_key, broken_key = (passes_key, fails_key) if ok else (fails_key, passes_key)
     store.delete(broken_key(target.id))
     count = store.incr(streak_key(target.id))
-    idle_ttl = STREAK_IDLE_INTERVALS * service.health_check_interval + service.health_check_timeout
-    store.expire(streak_key(target.id), idle_ttl)
+    store.expire(streak_key(target.id), _idle_ttl(service))
     return count
+
+
+def _idle_ttl(service: ServiceConfig) -> float:
+    return STREAK_IDLE_INTERVALS * service.health_check_interval + service.health_check_timeout
 
 
 # --- passive checks ----------------------------------------------------------------------------
@@ -440,7 +445,8 @@ def record_passive_failure(
     ``passive_failure_threshold`` failures within ``window_seconds`` (a window opened by the first
     failure) eject the target for ``passive_ejection_seconds``; the key expires by itself. Failures
     of requests still in flight to an ejected target do not extend the cool-down. Best effort: an
-    unreachable store loses the count rather than failing the caller's already failing request.
+    unreachable store loses the count (logged, throttled) rather than failing the caller's already
+    failing request, so this never raises on the hot path.
     """
     store = store or get_state_store()
     key = passive_failures_key(target.id)
@@ -449,8 +455,8 @@ def record_passive_failure(
             return False
         store.delete(key)
         return store.set_if_absent(ejected_key(target.id), EJECTED, ttl=service.passive_ejection_seconds)
-    except StateStoreUnavailable as exc:
-        logger.warning("passive health failure for %s not recorded: %s", target.url, exc)
+    except StateStoreUnavailable as error:
+        note_state_store_down("passive health checks", error)
         return False
 
 
@@ -527,6 +533,9 @@ def _record(
     service: ServiceConfig, target: TargetConfig, result: ProbeResult, store: StateStore, checked_at: datetime
 ) -> HealthCheckOutcome:
     verdict = record_active_result(service, target, result.ok, store)
+    if result.ok:
+        # The health_based balancer prefers targets with a recent good check (routing.balancing).
+        store.set(checked_ok_at_key(target.id), repr(checked_at.timestamp()), ttl=_idle_ttl(service))
     # update(), never save(): no signal, so no config-version bump and no snapshot rebuilds.
     Target.objects.filter(pk=target.id).update(
         healthy=verdict.healthy,

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 class UpstreamHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so the gateway's pool can reuse connections
+    disable_nagle_algorithm = True  # else delayed ACKs add ~40 ms to answers on reused connections
     server: UpstreamServer
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet

@@ -1,4 +1,4 @@
-"""python manage.py serve: run the gateway under granian, plus the bundled demo MCP server.
+"""python manage.py serve: run the gateway under granian, its background jobs, and the demo server.
 
 granian in WSGI mode with many blocking threads: every open SSE stream holds one thread for
 its whole life, so the thread count (not the core count) bounds concurrent streams. One
@@ -7,6 +7,7 @@ worker process with in-process state (embedded default); several workers need RE
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -54,9 +55,15 @@ class Command(BaseCommand):
             children.append(
                 subprocess.Popen([sys.executable, "-m", "demo.mcp_server", "--port", str(settings.GATEWAY_DEMO_PORT)])
             )
-        children.append(
-            subprocess.Popen(granian_command(options["host"], options["port"], options["workers"], options["threads"]))
-        )
+        gateway_env = dict(os.environ)
+        if settings.REDIS_URL:
+            # Shared state: the background jobs run in their own process, beside the gateway.
+            children.append(subprocess.Popen([sys.executable, "manage.py", "gateway_worker"], cwd=settings.BASE_DIR))
+        else:
+            # In-process state: only the gateway process itself can see the jobs' verdicts.
+            gateway_env["GATEWAY_WORKER_IN_PROCESS"] = "true"
+        command = granian_command(options["host"], options["port"], options["workers"], options["threads"])
+        children.append(subprocess.Popen(command, env=gateway_env))
         base = f"http://{options['host']}:{options['port']}"
         self.stdout.write(
             f"\nMCP gateway running at {base}\n"
@@ -64,6 +71,7 @@ class Command(BaseCommand):
             f"  admin:            {base}/admin/\n"
             f"  health:           {base}/healthz  {base}/readyz\n"
             f"  state store:      {'redis' if settings.REDIS_URL else 'in-process memory'}; "
+            f"background jobs: {'gateway_worker process' if settings.REDIS_URL else 'in the gateway process'}; "
             f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}\n"
             "Press Ctrl+C to stop.\n"
         )
