@@ -206,3 +206,17 @@ def test_route_tester_is_linked_from_the_route_list_and_needs_staff(client: Any,
     assert "/admin/routing/route/tester/" in admin_client.get("/admin/routing/route/").content.decode()
     admin_client.logout()
     assert client.get("/admin/routing/route/tester/").status_code == 302  # to the login page
+
+
+def test_target_list_shows_live_traffic_verdicts(admin_client: Any, make_route: Any) -> None:
+    from gateway_project.state import get_state_store
+    from routing.target_status import circuit_open_key, ejected_key
+
+    route = make_route("/api", ["http://10.0.0.1:1", "http://10.0.0.2:2", "http://10.0.0.3:3"])
+    first, second, _third = route.service.targets.order_by("id")
+    get_state_store().set(ejected_key(first.id), "1")
+    get_state_store().set(circuit_open_key(second.id), "1")
+    html = admin_client.get("/admin/routing/target/").content.decode()
+    assert "ejected (failing live traffic)" in html
+    assert "circuit open" in html
+    assert "serving" in html
