@@ -21,7 +21,7 @@ def record_exchange(exchange: Exchange) -> None:
     target = exchange.target.url if exchange.target else "-"
     rpc = exchange.rpc.method if exchange.rpc and exchange.rpc.method else "-"
     access_log.info(
-        'method=%s path=%s route=%s target=%s rpc=%s status=%s duration_ms=%.1f bytes=%d error=%s',
+        'method=%s path=%s route=%s target=%s rpc=%s status=%s duration_ms=%.1f bytes=%d attempts=%d error=%s',
         request.method,
         json.dumps(request.path),  # quoted and escaped: a path cannot forge log lines
         route,
@@ -30,5 +30,6 @@ def record_exchange(exchange: Exchange) -> None:
         exchange.status,
         exchange.elapsed_ms(),
         exchange.bytes_sent,
+        exchange.attempts,
         exchange.error_code or "-",
     )

@@ -79,21 +79,29 @@ class GatewayDatabase:
 
 @dataclass
 class LiveGateway:
-    """A gateway server process (granian, via ``manage.py serve``) and how to reach it."""
+    """A gateway server process (granian, via ``manage.py serve``) and how to reach it.
+
+    ``sibling`` makes a second process of the same gateway: same database, same state store
+    (pass ``redis_url``, since in-process state cannot be shared), so both behave as one.
+    """
 
     workdir: Path
     demo_port: int
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    sibling: LiveGateway | None = None
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
-        self.database = GatewayDatabase(self.workdir)
-        self.log_path = self.workdir / "gateway.log"
+        self.database = self.sibling.database if self.sibling else GatewayDatabase(self.workdir)
+        self.log_path = self.workdir / f"gateway-{self.port}.log"
+        prefix = self.sibling.env["GATEWAY_STATE_PREFIX"] if self.sibling else f"gwe2e:{uuid.uuid4().hex[:8]}:"
         self.env = {
             **os.environ,
+            **({"REDIS_URL": self.redis_url} if self.redis_url else {}),
             "DATABASE_URL": self.database.url,
             "GATEWAY_DATA_DIR": str(self.workdir),
-            "GATEWAY_STATE_PREFIX": f"gwe2e:{uuid.uuid4().hex[:8]}:",
+            "GATEWAY_STATE_PREFIX": prefix,
             "GATEWAY_DEMO_PORT": str(self.demo_port),
             "GATEWAY_DEMO_UPSTREAM": f"http://127.0.0.1:{self.demo_port}/mcp",
             "GATEWAY_CONFIG_POLL_INTERVAL": "0.2",
@@ -112,9 +120,10 @@ class LiveGateway:
         )
 
     def start(self) -> LiveGateway:
-        self.database.create()
-        self.manage("migrate", "--noinput", "--verbosity", "0")
-        self.manage("seed_demo")
+        if self.sibling is None:
+            self.database.create()
+            self.manage("migrate", "--noinput", "--verbosity", "0")
+            self.manage("seed_demo")
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--no-demo", "--port", str(self.port), "--threads", "32"],
@@ -136,4 +145,5 @@ class LiveGateway:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        self.database.drop()
+        if self.sibling is None:
+            self.database.drop()

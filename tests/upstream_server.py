@@ -170,3 +170,17 @@ class UpstreamServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+def run_forever_on(port: int) -> None:
+    """Serve on ``port`` until killed (a separate process, so a test can kill it outright)."""
+    server = UpstreamServer()
+    server.server_close()
+    ThreadingHTTPServer.__init__(server, ("127.0.0.1", port), UpstreamHandler)
+    server.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    import sys
+
+    run_forever_on(int(sys.argv[1]))
