@@ -165,7 +165,11 @@ def _call_target(
         _discard(upstream)
         raise _RetryDecided
     remember_session(exchange, target, upstream.headers.get(SESSION_HEADER))
-    return relay_response(exchange, upstream, route.response_timeout)
+    try:
+        return relay_response(exchange, upstream, route.response_timeout)
+    except (UpstreamUnavailable, UpstreamTimeout) as error:  # a complete answer broke off unrelayed
+        _count_failure(service, target, admission)
+        raise _AttemptFailed(error, request_sent=True) from None
 
 
 def _count_failure(service: ServiceConfig, target: TargetConfig, admission: circuit.Admission) -> None:

@@ -83,6 +83,9 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        if self.server.stall_body_seconds:
+            self.wfile.flush()
+            time.sleep(self.server.stall_body_seconds)
         if self.command != "HEAD":
             self.wfile.write(payload)
 
@@ -139,6 +142,7 @@ class UpstreamServer(ThreadingHTTPServer):
         self.cancelled_streams = 0
         self.forced_status: int | None = None
         self.delay_seconds = 0.0  # added before every answer (a slow upstream)
+        self.stall_body_seconds = 0.0  # between headers and body (an answer that breaks off)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client (the gateway) that hung up on purpose is not an error worth printing."""

@@ -167,3 +167,25 @@ def test_open_circuit_on_one_target_sends_traffic_to_the_other(client: Any, make
         client.get("/api/echo")
     assert len(broken.requests) == 2
     assert len(healthy.requests) == 8
+
+
+def test_answer_breaking_off_mid_body_is_retried_when_safe(client: Any, make_route: Any, pair: Any) -> None:
+    """Headers arrived, then the body stalled: nothing reached the client, so a GET goes elsewhere."""
+    stalling, healthy = pair
+    stalling.stall_body_seconds = 1.0
+    route = configure(make_route("/api", [stalling.url, healthy.url]))
+    route.response_timeout = 0.2
+    route.save()
+    assert [client.get("/api/echo").status_code for _ in range(2)] == [200, 200]
+    assert len(stalling.requests) == 2 and len(healthy.requests) == 2  # each GET: stalled, then retried
+
+
+def test_post_breaking_off_mid_body_is_not_repeated(client: Any, make_route: Any, pair: Any) -> None:
+    stalling, healthy = pair
+    stalling.stall_body_seconds = 1.0
+    route = configure(make_route("/api", [stalling.url, healthy.url]))
+    route.response_timeout = 0.2
+    route.save()
+    statuses = sorted(client.post("/api/echo", "{}", content_type="application/json").status_code for _ in range(2))
+    assert statuses == [200, 504]
+    assert len(stalling.requests) == 1 and len(healthy.requests) == 1
