@@ -31,6 +31,9 @@ class Exchange:
     attempts: int = 0
     # Who is asking; "anonymous" until authentication sets it. Sessions are bound to it.
     principal_id: str = "anonymous"
+    api_key_id: str = ""  # the API key used, when one was (rate-limit scope, usage)
+    # Headers a stage wants on the final response, whatever it is (e.g. RateLimit-Remaining).
+    response_headers: dict[str, str] = field(default_factory=dict)
     # Run once when the exchange is over (for a stream: when it closes), before recording.
     on_finish: list[Callable[[], None]] = field(default_factory=list)
 

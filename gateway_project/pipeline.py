@@ -62,6 +62,8 @@ def handle(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         response = _render(exchange, GatewayInternalError())
     exchange.status = response.status_code
+    for name, value in exchange.response_headers.items():
+        response[name] = value
     # The access log records every exchange; Django need not log 4xx/5xx answers again
     # (its log_response honours this flag).
     response._has_been_logged = True  # type: ignore[union-attr]

@@ -39,6 +39,18 @@ class PathMatch(models.TextChoices):
     PATTERN = "pattern", "Pattern with named parameters, e.g. /users/{id}/orders"
 
 
+class InjectionMode(models.TextChoices):
+    BLOCK = "block", "Block (400)"
+    LOG = "log", "Log only"
+    OFF = "off", "Off"
+
+
+class SanitizationMode(models.TextChoices):
+    AUTO = "auto", "Auto: escape on HTTP routes, off on MCP routes"
+    ESCAPE = "escape", "HTML-escape string inputs"
+    OFF = "off", "Off (forward byte-exact)"
+
+
 class Service(models.Model):
     """A named group of interchangeable targets, with how to balance, time out and retry."""
 
@@ -197,6 +209,18 @@ class Route(models.Model):
     )
     response_timeout = models.FloatField(
         "response timeout override (s)", null=True, blank=True, validators=[MinValueValidator(0.1)]
+    )
+    injection_detection = models.CharField(
+        max_length=8,
+        choices=InjectionMode.choices,
+        default=InjectionMode.BLOCK,
+        help_text="SQL-injection and XSS detection on request inputs.",
+    )
+    sanitization = models.CharField(
+        max_length=8,
+        choices=SanitizationMode.choices,
+        default=SanitizationMode.AUTO,
+        help_text="MCP tool arguments (code, SQL) must usually reach the tool byte-exact, hence off there by default.",
     )
     idempotent_tools = models.JSONField(
         default=list,

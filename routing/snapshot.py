@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from routing.config_version import register_stale_flag
 from routing.matchers import ValueMatcher, compile_path_pattern, compile_value_matchers
-from routing.models import PathMatch, Route, Service, Target
+from routing.models import PathMatch, Route, SanitizationMode, Service, ServiceKind, Target
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ class RouteConfig:
     request_timeout: float
     response_timeout: float
     idempotent_tools: frozenset[str]
+    injection_detection: str  # block | log | off
+    sanitization: str  # escape | off (auto resolved by the service kind)
     service: ServiceConfig
 
     @property
@@ -154,6 +156,12 @@ def service_config(service: Service) -> ServiceConfig:
     )
 
 
+def _resolved_sanitization(mode: str, kind: str) -> str:
+    if mode != SanitizationMode.AUTO:
+        return mode
+    return SanitizationMode.OFF if kind == ServiceKind.MCP else SanitizationMode.ESCAPE
+
+
 def route_config(route: Route, service: ServiceConfig) -> RouteConfig:
     """Compile one route row: matchers and path pattern once here, never per request."""
     return RouteConfig(
@@ -172,6 +180,8 @@ def route_config(route: Route, service: ServiceConfig) -> RouteConfig:
         request_timeout=route.request_timeout or service.request_timeout,
         response_timeout=route.response_timeout or service.response_timeout,
         idempotent_tools=frozenset(route.idempotent_tools or ()),
+        injection_detection=route.injection_detection,
+        sanitization=_resolved_sanitization(route.sanitization, service.kind),
         service=service,
     )
 

@@ -140,6 +140,8 @@ def route_form(service: Service, **overrides: Any) -> dict[str, Any]:
         "content_matchers": "{}",
         "path_rewrite": "",
         "idempotent_tools": "[]",
+        "injection_detection": "block",
+        "sanitization": "auto",
         "connect_timeout": "",
         "request_timeout": "",
         "response_timeout": "",
