@@ -21,6 +21,9 @@ from routing import stages as routing_stages
 from routing.matching import path_matches
 from routing.snapshot import get_snapshot
 from security import stages as security_stages
+from security import injection, sanitization, tool_schemas, validation
+from security.origin import check_origin
+from security.ratelimit import enforce_rate_limits
 
 logger = logging.getLogger(__name__)
 
@@ -29,19 +32,42 @@ Stage = Callable[[Exchange], HttpResponse | None]
 REQUEST_STAGES: tuple[Stage, ...] = (
     # Cheap refusals first, from headers alone, before a single body byte is read.
     security_stages.enforce_request_limits,
+    validation.reject_control_characters_in_headers,
     # The body is read once, bounded; everything later shares it.
     security_stages.read_body,
+    # On the raw bytes, before json.loads could recurse itself to death on a 100000-deep body.
+    validation.reject_deep_json,
     # Parsed once, before matching, because routes may match on JSON-RPC method and tool name.
     security_stages.parse_jsonrpc,
     # Before matching: a route chosen by a lying Mcp-Name header would be the wrong route.
     security_stages.reject_header_body_mismatch,
     routing_stages.find_route,
-    # Needs the route: only MCP routes promise JSON-RPC, plain HTTP bodies are the upstream's.
+    # Needs the route (MCP routes only); free and stateless, so a forbidden browser request is
+    # refused before it spends any rate-limit quota.
+    check_origin,
+    # Needs the route: route and tool scopes, and per-route policies, are known only after
+    # matching. Before validation, so a flood of bad requests is limited too.
+    enforce_rate_limits,
+    # From here on, the route says what to expect: only MCP routes promise JSON-RPC.
     security_stages.reject_malformed_jsonrpc,
+    validation.require_json_content_type,
+    validation.validate_jsonrpc_message,
+    injection.detect_injection,
+    tool_schemas.validate_tool_arguments,
+    # Last: every check above sees exactly what the client sent.
+    sanitization.sanitize_inputs,
 )
 
 # The last stage always answers: it forwards and relays the upstream's response.
 TERMINAL_STAGE = routing_stages.forward
+
+ResponseStage = Callable[[Exchange, HttpResponse | StreamingHttpResponse], None]
+
+# Run on the upstream's answer (not on the gateway's own refusals), in order.
+RESPONSE_STAGES: tuple[ResponseStage, ...] = (
+    # Remembers each tool's inputSchema from tools/list answers, for validate_tool_arguments.
+    tool_schemas.learn_from_answer,
+)
 
 
 class GatewayInternalError(GatewayError):
@@ -83,7 +109,10 @@ def _run_stages(exchange: Exchange) -> HttpResponse | StreamingHttpResponse:
         early_answer = stage(exchange)
         if early_answer is not None:
             return early_answer
-    return TERMINAL_STAGE(exchange)
+    response = TERMINAL_STAGE(exchange)
+    for response_stage in RESPONSE_STAGES:
+        response_stage(exchange, response)
+    return response
 
 
 def _render(exchange: Exchange, error: GatewayError) -> HttpResponse:

@@ -11,6 +11,7 @@ Two deployment shapes:
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -114,13 +115,19 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so outermost: every response gets the security headers, also Django's own error
+    # answers and anything an inner middleware answers (security/headers.py).
+    "security.headers.SecurityHeadersMiddleware",
+    # Before anything else may answer or ask for credentials: preflights end here, unforwarded.
+    "security.headers.GatewayCorsMiddleware",
+    # Kept for the HTTPS redirect and COOP; its nosniff / Referrer-Policy agree with ours and
+    # are overwritten anyway. XFrameOptionsMiddleware is gone: SecurityHeadersMiddleware owns it.
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "gateway_project.urls"
@@ -180,9 +187,89 @@ GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 16 * 1024)
 GATEWAY_MAX_HEADER_COUNT = env_int("GATEWAY_MAX_HEADER_COUNT", 100)
 GATEWAY_MAX_URL_BYTES = env_int("GATEWAY_MAX_URL_BYTES", 8 * 1024)
 
+# --- Input validation, injection detection, sanitization (security/validation.py,
+# security/injection.py, security/sanitization.py) ---
+# Deepest JSON nesting accepted in a parsed body; deeper bodies get 400 before json.loads runs.
+GATEWAY_MAX_JSON_DEPTH = env_int("GATEWAY_MAX_JSON_DEPTH", 32)
+# Most JSON keys and values the injection scan inspects; beyond it a blocking route refuses.
+GATEWAY_INJECTION_MAX_NODES = env_int("GATEWAY_INJECTION_MAX_NODES", 20000)
+# --- end input validation ---
+
+# --- CORS and security headers (security/headers.py, security/origin.py) -------------------
+# Browser origins allowed to call the gateway cross-origin ("https://app.example,
+# http://localhost:5173"). The same list is the MCP Origin check's allow-list (DNS-rebinding
+# protection); a request's own host is always allowed there. Empty: no cross-origin access.
+CORS_ALLOWED_ORIGINS = env_list("GATEWAY_CORS_ALLOWED_ORIGINS", [])
+CORS_ALLOW_CREDENTIALS = env_bool("GATEWAY_CORS_ALLOW_CREDENTIALS", False)
+# Chromium caps the preflight cache at 2 hours; a longer value would buy nothing there.
+CORS_PREFLIGHT_MAX_AGE = env_int("GATEWAY_CORS_PREFLIGHT_MAX_AGE", 7200)
+# The admin authenticates with a session cookie and is never meant to be read cross-origin.
+CORS_URLS_REGEX = r"^(?!/admin/)"
+CORS_ALLOW_METHODS = ["DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"]
+CORS_ALLOW_HEADERS = [
+    "Accept",
+    "Authorization",
+    "Content-Type",
+    "Last-Event-ID",
+    "MCP-Protocol-Version",
+    "Mcp-Method",
+    "Mcp-Name",
+    "Mcp-Session-Id",
+    "X-API-Key",
+]
+# What a browser MCP client must be able to read from an answer.
+CORS_EXPOSE_HEADERS = [
+    "Mcp-Session-Id",
+    "MCP-Protocol-Version",
+    "WWW-Authenticate",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+]
+# `check --deploy` looks for Django's own X-Frame-Options and HSTS machinery; the gateway's
+# SecurityHeadersMiddleware sends both on every response instead.
+SILENCED_SYSTEM_CHECKS = ["security.W002", "security.W004"]
+# --- end of CORS and security headers --------------------------------------------------------
+
 # Upstream connection pools.
 GATEWAY_POOL_MAXSIZE = env_int("GATEWAY_POOL_MAXSIZE", 20)
 GATEWAY_POOL_NUM_POOLS = env_int("GATEWAY_POOL_NUM_POOLS", 100)
+
+# --- Rate limiting (security/ratelimit.py, security/admin.py) ---
+_RATE_PATTERN = re.compile(r"^(0|[1-9][0-9]*/[0-9]*\.?[0-9]+)$")
+
+
+def _rate_setting(name: str, default: str) -> str:
+    """A "limit/window_seconds" pair such as "600/60"; "0" switches the limit off."""
+    value = env_str(name, default).strip()
+    if not _RATE_PATTERN.match(value) or (value != "0" and float(value.split("/")[1]) <= 0):
+        raise ImproperlyConfigured(f'{name} must look like "600/60" (requests/seconds) or "0", got {value!r}')
+    return value
+
+
+# Applies to every proxied request, per client IP, even with no policy in the database.
+GATEWAY_DEFAULT_IP_RATE_LIMIT = _rate_setting("GATEWAY_DEFAULT_IP_RATE_LIMIT", "600/60")
+# When Redis cannot be reached: "open" limits per process instead, "closed" answers 503.
+GATEWAY_RATE_LIMIT_FAILURE_MODE = env_str("GATEWAY_RATE_LIMIT_FAILURE_MODE", "open")
+if GATEWAY_RATE_LIMIT_FAILURE_MODE not in ("open", "closed"):
+    raise ImproperlyConfigured(f'GATEWAY_RATE_LIMIT_FAILURE_MODE must be "open" or "closed", got {GATEWAY_RATE_LIMIT_FAILURE_MODE!r}')
+# Reverse proxies in front of the gateway that append to X-Forwarded-For; 0 = use the peer address.
+GATEWAY_RATE_LIMIT_TRUSTED_PROXIES = env_int("GATEWAY_RATE_LIMIT_TRUSTED_PROXIES", 0)
+# POSTs to the admin login per client IP (django-ratelimit's rate syntax: "10/m", "5/300s").
+GATEWAY_ADMIN_LOGIN_RATE_LIMIT = env_str("GATEWAY_ADMIN_LOGIN_RATE_LIMIT", "10/m")
+# django-ratelimit counts in Django's cache: shared through Redis when there is one.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "gwcache"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+RATELIMIT_USE_CACHE = "default"
+# --- end rate limiting ---
 
 # The first admin user, created by `manage.py ensure_admin` (a password is generated if empty).
 GATEWAY_ADMIN_USER = env_str("GATEWAY_ADMIN_USER", "admin")

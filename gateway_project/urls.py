@@ -5,10 +5,13 @@ from django.urls import path, re_path
 
 from gateway_project import health
 from routing.views import proxy
+from security import admin as security_admin
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Before the admin's own URLs: the login form is rate-limited per IP (django-ratelimit).
+    path("admin/login/", security_admin.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
     # Last: the catch-all. Anything above wins; everything else is a proxied request.
     re_path(r"^(?P<path>.*)$", proxy, name="proxy"),

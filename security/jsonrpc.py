@@ -43,7 +43,7 @@ def parse_rpc_message(body: bytes) -> RpcMessage:
     """Parse ``body``; never raises: a broken body is reported in ``parse_error``."""
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return RpcMessage(parse_error=f"Parse error: {exc}")
     if isinstance(payload, list):
         first = payload[0] if payload and isinstance(payload[0], dict) else {}

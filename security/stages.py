@@ -16,6 +16,7 @@ from gateway_project.errors import (
 from gateway_project.exchange import Exchange
 from security.conf import security_settings
 from security.jsonrpc import parse_rpc_message
+from security.sanitization import safe_excerpt
 
 JSON_CONTENT_TYPES = ("application/json", "application/json-rpc")
 
@@ -90,7 +91,11 @@ def reject_header_body_mismatch(exchange: Exchange) -> HttpResponse | None:
     if rpc is None or rpc.is_batch:
         raise HeaderBodyMismatch("Mcp-Method and Mcp-Name headers need a single JSON-RPC request body")
     if method_header is not None and method_header != rpc.method:
-        raise HeaderBodyMismatch(f"Mcp-Method header {method_header!r} does not match the body's method {rpc.method!r}")
+        raise HeaderBodyMismatch(
+            f"Mcp-Method header {safe_excerpt(method_header)!r} does not match the body's method {safe_excerpt(rpc.method)!r}"
+        )
     if name_header is not None and name_header != rpc.subject:
-        raise HeaderBodyMismatch(f"Mcp-Name header {name_header!r} does not match the body's {rpc.subject!r}")
+        raise HeaderBodyMismatch(
+            f"Mcp-Name header {safe_excerpt(name_header)!r} does not match the body's {safe_excerpt(rpc.subject)!r}"
+        )
     return None

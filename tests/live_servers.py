@@ -105,6 +105,8 @@ class LiveGateway:
             "GATEWAY_DEMO_PORT": str(self.demo_port),
             "GATEWAY_DEMO_UPSTREAM": f"http://127.0.0.1:{self.demo_port}/mcp",
             "GATEWAY_CONFIG_POLL_INTERVAL": "0.2",
+            # Every test request comes from 127.0.0.1; rate limits have tests of their own.
+            "GATEWAY_DEFAULT_IP_RATE_LIMIT": "0",
             "PORT": str(self.port),
             "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
         }

@@ -100,8 +100,9 @@ def test_response_headers_pass_through_without_hop_by_hop(client: Any, make_rout
 @pytest.mark.parametrize("status", [200, 202, 400, 404, 405, 500, 503])
 def test_upstream_status_and_body_return_unchanged(client: Any, make_route: Any, upstream: UpstreamServer, status: int) -> None:
     make_route("/mcp", upstream.url, kind="mcp")
-    direct = urllib3.request("POST", f"{upstream.url}/status/{status}", body=b"{}", headers={"Content-Type": "application/json"})
-    through = client.post(f"/mcp/status/{status}", b"{}", content_type="application/json")
+    ping = b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}'
+    direct = urllib3.request("POST", f"{upstream.url}/status/{status}", body=ping, headers={"Content-Type": "application/json"})
+    through = client.post(f"/mcp/status/{status}", ping, content_type="application/json")
     assert through.status_code == direct.status == status
     assert through.content == direct.data
 

@@ -24,7 +24,7 @@ def test_warm_proxied_request_makes_zero_database_queries(
 
 def test_warm_error_answers_make_zero_database_queries(client: Any, make_route: Any, django_assert_num_queries: Any) -> None:
     make_route("/mcp", "http://127.0.0.1:9", kind="mcp", methods=["POST"])
-    client.get("/nowhere")
+    client.post("/mcp", "{bad", content_type="application/json")  # warms every stage's cache
     with django_assert_num_queries(0):
         assert client.get("/nowhere").status_code == 404
         assert client.get("/mcp").status_code == 405
