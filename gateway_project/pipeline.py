@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from gateway_project.errors import GatewayError, render_error
 from gateway_project.exchange import Exchange
+from performance.capacity import take_capacity
 from performance.stages import record_exchange
 from routing import stages as routing_stages
 from routing.matching import path_matches
@@ -39,6 +40,9 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     validation.reject_deep_json,
     # Parsed once, before matching, because routes may match on JSON-RPC method and tool name.
     security_stages.parse_jsonrpc,
+    # A fast 503 rather than a silent queue when streams hold every thread; after parsing, so
+    # the refusal carries the request's id.
+    take_capacity,
     # Before matching: a route chosen by a lying Mcp-Name header would be the wrong route.
     security_stages.reject_header_body_mismatch,
     routing_stages.find_route,

@@ -92,7 +92,13 @@ PORT = env_int("PORT", 8000)
 # Gateway server processes (granian workers) and threads per process. In-process state is
 # per process, so more than one worker needs REDIS_URL (system check gateway.E001).
 GATEWAY_WORKERS = env_int("GATEWAY_WORKERS", 1)
-GATEWAY_THREADS = env_int("GATEWAY_THREADS", 64)
+# Every open event stream holds a thread for its whole life (see docs/performance.md), so the
+# default is sized for streams, not for cores.
+GATEWAY_THREADS = env_int("GATEWAY_THREADS", 256)
+# Proxied exchanges (streams included) one process takes at once; beyond it, a fast 503 with
+# Retry-After instead of requests queueing silently behind streams. The spare threads keep
+# health checks, the admin and those 503s answering.
+GATEWAY_MAX_IN_FLIGHT = env_int("GATEWAY_MAX_IN_FLIGHT", max(1, GATEWAY_THREADS - 16))
 # Run the background jobs (health checks, ...) on a thread of each gateway process. `serve`
 # turns this on in the embedded shape, where a separate worker could not share in-process state.
 GATEWAY_WORKER_IN_PROCESS = env_bool("GATEWAY_WORKER_IN_PROCESS", False)
@@ -235,7 +241,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W002", "security.W004"]
 # --- end of CORS and security headers --------------------------------------------------------
 
 # Upstream connection pools.
-GATEWAY_POOL_MAXSIZE = env_int("GATEWAY_POOL_MAXSIZE", 20)
+# One pooled connection per thread that may talk to the same upstream at once.
+GATEWAY_POOL_MAXSIZE = env_int("GATEWAY_POOL_MAXSIZE", GATEWAY_THREADS)
 GATEWAY_POOL_NUM_POOLS = env_int("GATEWAY_POOL_NUM_POOLS", 100)
 
 # --- Rate limiting (security/ratelimit.py, security/admin.py) ---

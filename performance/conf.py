@@ -17,4 +17,10 @@ class PerformanceSettings:
         return int(settings.GATEWAY_POOL_NUM_POOLS)
 
 
+    @property
+    def max_in_flight(self) -> int:
+        """Proxied exchanges one process serves at once before answering 503."""
+        return int(settings.GATEWAY_MAX_IN_FLIGHT)
+
+
 performance_settings = PerformanceSettings()
