@@ -21,6 +21,7 @@ test: typecheck
 	$(PY) -m pytest
 
 typecheck: $(VENV)/.installed
+	$(VENV)/bin/ruff check --select F,E9 --exclude .venv .
 	$(VENV)/bin/mypy gateway_project routing security performance authn demo
 
 bench: $(VENV)/.installed

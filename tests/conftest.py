@@ -17,6 +17,8 @@ from performance.pools import close_all_pools
 from routing.balancing import latencies
 from routing.config_version import mark_local_snapshot_stale
 from routing.retries import retry_budget
+from gateway_project.state.degraded import reset_log_throttle
+from tests.gateway_project.conftest import CLOSED_REDIS_URL, Backend
 from tests.live_servers import LiveGateway, free_port, start_demo_server
 from tests.upstream_server import UpstreamServer
 
@@ -76,6 +78,30 @@ def make_route(db: Any) -> Callable[..., Any]:
 @pytest.fixture
 def state_store() -> Any:
     return get_state_store()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The test runs once on memory (fake clock) and once on real Redis (real, short TTLs)."""
+    chosen = Backend(request.param)
+    yield chosen
+    chosen.cleanup()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Any:
+    """A store on the current backend with its own random key prefix."""
+    return backend.make_store()
+
+
+@pytest.fixture
+def state_store_down() -> Iterator[None]:
+    """REDIS_URL points at a closed port: every state-store call fails as in a Redis outage."""
+    reset_log_throttle()
+    with override_settings(REDIS_URL=CLOSED_REDIS_URL):
+        reset_state_store()
+        yield
+    reset_state_store()
 
 
 @pytest.fixture(scope="session")

@@ -110,20 +110,6 @@ class Backend:
             delete_redis_keys(prefix)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """Each contract test runs once against memory and once against real Redis."""
-    chosen = Backend(request.param)
-    yield chosen
-    chosen.cleanup()
-
-
-@pytest.fixture
-def store(backend: Backend) -> Any:
-    """A store on the current backend with its own random key prefix."""
-    return backend.make_store()
-
-
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """A raw client to look behind the store's back (prefixes, TTLs)."""

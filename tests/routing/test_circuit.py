@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,18 +90,6 @@ def make_service(
         targets=tuple(make_target(target_id) for target_id in target_ids),
     )
 
-
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """Each test runs once on memory (fake clock) and once on real Redis (real, short TTLs)."""
-    chosen = Backend(request.param)
-    yield chosen
-    chosen.cleanup()
-
-
-@pytest.fixture
-def store(backend: Backend) -> Any:
-    return backend.make_store()
 
 
 def retry_after_matches_long_recovery(headers: dict[str, str], backend_name: str) -> bool:

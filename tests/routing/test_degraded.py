@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
-from gateway_project.state import reset_state_store
-from gateway_project.state.degraded import reset_log_throttle
 from tests.upstream_server import UpstreamServer
 
 CLOSED_REDIS_URL = "redis://127.0.0.1:1/0"
 
 
-@pytest.fixture
-def redis_down() -> Iterator[None]:
-    reset_log_throttle()
-    with override_settings(REDIS_URL=CLOSED_REDIS_URL):
-        reset_state_store()
-        yield
-    reset_state_store()
-
-
 @pytest.mark.parametrize("policy", ["round_robin", "weighted_round_robin", "least_connections", "response_time", "health_based"])
 def test_requests_still_flow_with_every_policy(
-    client: Any, make_route: Any, upstream: UpstreamServer, redis_down: None, policy: str, caplog: Any
+    client: Any, make_route: Any, upstream: UpstreamServer, state_store_down: None, policy: str, caplog: Any
 ) -> None:
     route = make_route("/api", upstream.url)
     route.service.lb_policy = policy
@@ -36,14 +23,14 @@ def test_requests_still_flow_with_every_policy(
     assert "state store unavailable" in caplog.text
 
 
-def test_failures_while_down_are_answered_not_crashed(client: Any, make_route: Any, upstream: UpstreamServer, redis_down: None) -> None:
+def test_failures_while_down_are_answered_not_crashed(client: Any, make_route: Any, upstream: UpstreamServer, state_store_down: None) -> None:
     upstream.forced_status = 503
     make_route("/api", upstream.url)
     assert client.get("/api/echo").status_code == 503
 
 
 def test_session_bound_request_gets_503_rather_than_a_wrong_target(
-    client: Any, make_route: Any, upstream: UpstreamServer, redis_down: None
+    client: Any, make_route: Any, upstream: UpstreamServer, state_store_down: None
 ) -> None:
     make_route("/mcp", upstream.url, kind="mcp")
     message = {"jsonrpc": "2.0", "id": 4, "method": "tools/list"}

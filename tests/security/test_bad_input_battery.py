@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from gateway_project import pipeline
 from gateway_project.errors import (
     JSONRPC_CONTENT_TYPE,
     JSONRPC_INVALID_PARAMS,
@@ -16,9 +15,6 @@ from gateway_project.errors import (
     JSONRPC_PARSE_ERROR,
     PROBLEM_CONTENT_TYPE,
 )
-from routing import stages as routing_stages
-from security import injection, sanitization, tool_schemas, validation
-from security import stages as security_stages
 from tests.upstream_server import UpstreamServer
 
 

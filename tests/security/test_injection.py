@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from gateway_project import pipeline
 from gateway_project.errors import JSONRPC_INVALID_PARAMS, PROBLEM_CONTENT_TYPE
 from security.injection import find_injection, scan_json
 from tests.upstream_server import UpstreamServer

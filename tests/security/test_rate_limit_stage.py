@@ -14,7 +14,6 @@ from django.test import override_settings
 from gateway_project import pipeline
 from gateway_project.errors import PROBLEM_CONTENT_TYPE
 from gateway_project.state import reset_state_store
-from gateway_project.state.degraded import reset_log_throttle
 from routing import stages as routing_stages
 from security.models import RateLimitPolicy
 from security.ratelimit import (
@@ -27,7 +26,7 @@ from security.ratelimit import (
     limiters,
 )
 from security.ratelimit_algorithms import MemoryRateLimiter, RedisRateLimiter
-from tests.gateway_project.conftest import CLOSED_REDIS_URL, REDIS_TEST_URL, FakeClock, delete_redis_keys
+from tests.gateway_project.conftest import REDIS_TEST_URL, FakeClock, delete_redis_keys
 from tests.upstream_server import UpstreamServer
 
 QUOTA_HEADERS = (LIMIT_HEADER, REMAINING_HEADER, RESET_HEADER)
@@ -226,17 +225,8 @@ def test_x_forwarded_for_is_ignored_unless_proxies_are_trusted(
     assert behind_proxy == [200, 200, 429]
 
 
-@pytest.fixture
-def redis_down() -> Iterator[None]:
-    reset_log_throttle()
-    with override_settings(REDIS_URL=CLOSED_REDIS_URL):
-        reset_state_store()
-        yield
-    reset_state_store()
-
-
 def test_redis_down_fail_open_limits_per_process(
-    client: Any, make_route: Any, upstream: UpstreamServer, redis_down: None, no_default_ip_limit: None, caplog: Any
+    client: Any, make_route: Any, upstream: UpstreamServer, state_store_down: None, no_default_ip_limit: None, caplog: Any
 ) -> None:
     make_route("/api", upstream.url)
     sliding_policy("two per minute", 2, 60)
@@ -248,7 +238,7 @@ def test_redis_down_fail_open_limits_per_process(
 
 
 def test_redis_down_fail_closed_answers_503_with_retry_after(
-    client: Any, make_route: Any, upstream: UpstreamServer, redis_down: None
+    client: Any, make_route: Any, upstream: UpstreamServer, state_store_down: None
 ) -> None:
     make_route("/api", upstream.url)
     with override_settings(GATEWAY_RATE_LIMIT_FAILURE_MODE="closed"):

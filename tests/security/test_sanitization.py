@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from gateway_project import pipeline
 from security.sanitization import escape_strings_in_place, safe_excerpt
 from tests.upstream_server import UpstreamServer
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from gateway_project import pipeline
 from gateway_project.errors import JSONRPC_INVALID_PARAMS
 from security.tool_schemas import ToolSchemaCache, tool_schemas, tools_list_result_from_sse
 from security.validation import json_nesting_depth, message_shape_problem, params_problem
