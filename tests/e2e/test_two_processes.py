@@ -135,3 +135,52 @@ def test_upstream_dying_mid_load_is_invisible_to_clients(gateway_pair: tuple[Liv
     finally:
         doomed.kill()
         survivor.kill()
+
+
+@pytest.mark.parametrize("algorithm", ["sliding_window", "token_bucket"])
+def test_rate_limit_is_exact_across_two_processes(gateway_pair: tuple[LiveGateway, LiveGateway], algorithm: str) -> None:
+    """N requests spread over both processes against a limit of L: exactly L are admitted."""
+    limit, requests = 25, 60
+    server = UpstreamServer().start()
+    try:
+        path = add_route_and_wait(gateway_pair, [server.url], kind="http")
+        route_name = path.strip("/").replace("/", "-")
+        fields = (
+            f"limit={limit}, window_seconds=3600"
+            if algorithm == "sliding_window"
+            else f"rate_per_second=0.0001, burst={limit}"
+        )
+        gateway_pair[0].manage(
+            "shell",
+            "--no-imports",
+            "-c",
+            "from security.models import RateLimitPolicy; from routing.models import Route; "
+            f"p = RateLimitPolicy.objects.create(name='{route_name}-{algorithm}', algorithm='{algorithm}', scope='route', {fields}); "
+            f"p.routes.add(Route.objects.get(name='{route_name}'))",
+        )
+        # Each process shows the policy's headers once it applies it; that first answer counts.
+        for gateway in gateway_pair:
+            deadline = time.monotonic() + 10
+            while urllib3.request("GET", f"{gateway.url}{path}/echo").headers.get("RateLimit-Limit") != str(limit):
+                assert time.monotonic() < deadline, f"{gateway.url} never applied the policy"
+                time.sleep(0.05)
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def fire(gateway: LiveGateway, count: int) -> None:
+            http = urllib3.PoolManager(retries=False, timeout=10)
+            for _ in range(count):
+                status = http.request("GET", f"{gateway.url}{path}/echo").status
+                with lock:
+                    statuses.append(status)
+
+        threads = [threading.Thread(target=fire, args=(gateway_pair[n % 2], requests // 6)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(statuses) == requests
+        assert statuses.count(200) == limit - 2  # two were spent showing the policy applied
+        assert statuses.count(429) == requests - (limit - 2)
+    finally:
+        server.stop()
