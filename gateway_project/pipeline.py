@@ -24,7 +24,7 @@ from routing.snapshot import get_snapshot
 from security import stages as security_stages
 from security import injection, sanitization, tool_schemas, validation
 from security.origin import check_origin
-from security.ratelimit import enforce_rate_limits
+from security.ratelimit import enforce_default_ip_limit, enforce_rate_limits
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     # A fast 503 rather than a silent queue when streams hold every thread; after parsing, so
     # the refusal carries the request's id.
     take_capacity,
+    # Before matching, so unrouted paths (scanners, guessing) are limited too.
+    enforce_default_ip_limit,
     # Before matching: a route chosen by a lying Mcp-Name header would be the wrong route.
     security_stages.reject_header_body_mismatch,
     routing_stages.find_route,

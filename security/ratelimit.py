@@ -214,16 +214,26 @@ def count_request(policy: CompiledPolicy, key: str) -> Decision:
 
 
 def applicable_policies(exchange: Exchange) -> list[CompiledPolicy]:
+    """The configured policies for the matched route (the default per-IP one runs earlier)."""
     route_id = exchange.route.id if exchange.route is not None else None
-    found = [policy for policy in _policies.get() if policy.applies_to(route_id)]
+    return [policy for policy in _policies.get() if policy.applies_to(route_id)]
+
+
+def enforce_default_ip_limit(exchange: Exchange) -> HttpResponse | None:
+    """The per-IP limit every public endpoint has, before matching: unrouted paths (scanners,
+    credential guessing on unknown URLs) are limited too."""
     default = default_ip_policy()
-    return found if default is None else [default, *found]
+    return None if default is None else _enforce(exchange, [default])
 
 
 def enforce_rate_limits(exchange: Exchange) -> HttpResponse | None:
     """Count the request against each applying policy; refuse with 429 when one is exhausted."""
+    return _enforce(exchange, applicable_policies(exchange))
+
+
+def _enforce(exchange: Exchange, policies: list[CompiledPolicy]) -> HttpResponse | None:
     tightest: Decision | None = None
-    for policy in applicable_policies(exchange):
+    for policy in policies:
         value = scope_value(policy, exchange)
         if not value:
             continue
@@ -232,7 +242,8 @@ def enforce_rate_limits(exchange: Exchange) -> HttpResponse | None:
             raise refusal(policy, decision)
         if tightest is None or decision.remaining < tightest.remaining:
             tightest = decision
-    if tightest is not None:
+    shown = exchange.response_headers.get(REMAINING_HEADER)
+    if tightest is not None and (shown is None or tightest.remaining < int(shown)):
         exchange.response_headers.update(quota_headers(tightest))
     return None
 

@@ -165,6 +165,13 @@ def test_the_default_ip_limit_applies_with_no_policy_configured(
     assert other_client.status_code == 200 and other_client[REMAINING_HEADER] == "1"
 
 
+def test_the_default_ip_limit_also_covers_unrouted_paths(client: Any, limiter_backend: str, db: Any) -> None:
+    """Scanning unknown URLs spends the same per-IP quota: the limit runs before matching."""
+    with override_settings(GATEWAY_DEFAULT_IP_RATE_LIMIT="2/60"):
+        statuses = [client.get(f"/probe-{n}").status_code for n in range(3)]
+    assert statuses == [404, 404, 429]
+
+
 def test_the_default_ip_limit_is_off_at_zero(client: Any, make_route: Any, upstream: UpstreamServer, limiter_backend: str) -> None:
     make_route("/api", upstream.url)
     with override_settings(GATEWAY_DEFAULT_IP_RATE_LIMIT="0"):
