@@ -22,7 +22,9 @@ from routing import stages as routing_stages
 from routing.matching import path_matches
 from routing.snapshot import get_snapshot
 from security import stages as security_stages
+from authn import stages as authn_stages
 from security import injection, sanitization, tool_schemas, validation
+from security.api_keys import enforce_api_key_limits
 from security.origin import check_origin
 from security.ratelimit import enforce_default_ip_limit, enforce_rate_limits
 
@@ -48,12 +50,18 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     # Before matching: a route chosen by a lying Mcp-Name header would be the wrong route.
     security_stages.reject_header_body_mismatch,
     routing_stages.find_route,
+    # Who is asking (API key -> principal). After matching, so an unknown path is a 404, not a
+    # 401; before every stage that limits or binds by principal.
+    authn_stages.authenticate,
     # Needs the route (MCP routes only); free and stateless, so a forbidden browser request is
     # refused before it spends any rate-limit quota.
     check_origin,
     # Needs the route: route and tool scopes, and per-route policies, are known only after
     # matching. Before validation, so a flood of bad requests is limited too.
     enforce_rate_limits,
+    # The key's own minute/hour/day windows; after the policies so the tightest header wins,
+    # and after the Origin check so a refused browser request spends none of the key's quota.
+    enforce_api_key_limits,
     # From here on, the route says what to expect: only MCP routes promise JSON-RPC.
     security_stages.reject_malformed_jsonrpc,
     validation.require_json_content_type,

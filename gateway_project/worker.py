@@ -22,6 +22,7 @@ from types import FrameType
 from django.db import close_old_connections, connection
 
 from routing.health import run_due_health_checks
+from security.api_keys import USAGE_FLUSH_EVERY_SECONDS, flush_usage
 
 logger = logging.getLogger("gateway.worker")
 
@@ -51,10 +52,20 @@ def check_target_health() -> None:
             )
 
 
+def flush_api_key_usage() -> None:
+    """Write the API key usage counted since the last flush to the database."""
+    flushed = flush_usage()
+    if flushed:
+        logger.debug("usage of %d API key(s) flushed", flushed)
+
+
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     # Every tick: the leases in the state store, not this loop, decide which services are due,
     # so a service's interval is honoured to within one tick whatever it is.
     PeriodicJob("health checks", check_target_health),
+    # API key usage counted in the state store per request, written to the database in bulk;
+    # a lease there makes one worker flush at a time.
+    PeriodicJob("API key usage", flush_api_key_usage, every_seconds=USAGE_FLUSH_EVERY_SECONDS),
 )
 
 

@@ -1,7 +1,9 @@
-"""Rate-limit policies: edited in the admin, compiled into an in-process list for the hot path."""
+"""Rate-limit policies and API keys: edited in the admin, compiled into in-process caches for the
+hot path."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -95,3 +97,55 @@ class RateLimitPolicy(models.Model):
             errors["burst"] = TOKEN_BUCKET_NEEDS
         if errors:
             raise ValidationError(errors)
+
+
+PERMISSIONS_MUST_BE_STRINGS = 'Permissions are a JSON list of strings, e.g. ["tools:call:add", "route:demo"].'
+
+
+class ApiKey(models.Model):
+    """A client credential. Only its SHA-256 and a short visible prefix are stored; the key itself
+    is shown once, when created or rotated (``security/api_keys.py``)."""
+
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        # Deleting a user deletes their keys: a key outliving its owner would be a credential
+        # nobody answers for.
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+    )
+    key_prefix = models.CharField(max_length=8, unique=True, editable=False, help_text="The first characters after mgw_.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    permissions = models.JSONField(
+        default=list, blank=True, help_text='A JSON list of strings, e.g. ["tools:call:add", "route:demo"].'
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    enabled = models.BooleanField(default=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    per_minute_limit = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    per_hour_limit = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    per_day_limit = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Usage, flushed from the state store by the worker with update() (no signal, no config bump).
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    request_count = models.BigIntegerField(default=0, editable=False)
+    latency_total_ms = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
+    def __str__(self) -> str:
+        return f"{self.name} (mgw_{self.key_prefix}…)"
+
+    @property
+    def average_latency_ms(self) -> float | None:
+        return self.latency_total_ms / self.request_count if self.request_count else None
+
+    def clean(self) -> None:
+        permissions = self.permissions
+        if not isinstance(permissions, list) or not all(isinstance(item, str) and item for item in permissions):
+            raise ValidationError({"permissions": PERMISSIONS_MUST_BE_STRINGS})

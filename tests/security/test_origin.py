@@ -10,9 +10,14 @@ import pytest
 from django.test import override_settings
 
 from gateway_project import pipeline
-from gateway_project.errors import JSONRPC_CONTENT_TYPE, JSONRPC_SERVER_ERROR, PROBLEM_CONTENT_TYPE
+from gateway_project.errors import (
+    JSONRPC_CONTENT_TYPE,
+    JSONRPC_SERVER_ERROR,
+    PROBLEM_CONTENT_TYPE,
+)
 from routing import stages as routing_stages
 from security.origin import ForbiddenOrigin, check_origin, normalize_origin
+from security.ratelimit import enforce_rate_limits
 from tests.upstream_server import UpstreamServer
 
 ALLOWED = "https://app.example"
@@ -120,11 +125,10 @@ def test_allowed_origins_are_read_per_request(client: Any, mcp_route: Any, upstr
     assert len(upstream.requests) == 1
 
 
-def test_stage_runs_right_after_route_matching() -> None:
-    """Before pipeline.py lists the stage, the fixture puts it there; once it does, this guards
-    the placement the fixture would otherwise paper over."""
+def test_stage_runs_after_route_matching_and_before_any_quota_is_spent() -> None:
+    """It needs the route; a refused browser request must not use up rate-limit quota."""
     stages = list(pipeline.REQUEST_STAGES)
-    assert stages[stages.index(routing_stages.find_route) + 1] is check_origin
+    assert stages.index(routing_stages.find_route) < stages.index(check_origin) < stages.index(enforce_rate_limits)
 
 
 @pytest.mark.parametrize(
