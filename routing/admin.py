@@ -150,7 +150,7 @@ class RouteAdmin(admin.ModelAdmin):
         ("Match", {"fields": ("path", "path_match", "methods", "header_matchers", "query_matchers", "content_matchers")}),
         ("Rewrite", {"fields": ("path_rewrite",)}),
         ("Resilience", {"fields": ("connect_timeout", "request_timeout", "response_timeout", "idempotent_tools")}),
-        ("Input safety", {"fields": ("injection_detection", "sanitization")}),
+        ("Input safety", {"fields": ("injection_detection", "sanitization", "cors_allowed_origins")}),
     )
 
     @admin.display(description="methods")

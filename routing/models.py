@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from urllib.parse import urlsplit
+
 from django.db import models
 
 from routing.matchers import compile_path_pattern, compile_value_matchers
+
+
+def is_origin(value: str) -> bool:
+    """``scheme://host[:port]`` and nothing more (what browsers send in ``Origin``)."""
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/") and not parts.query
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
@@ -222,6 +230,12 @@ class Route(models.Model):
         default=SanitizationMode.AUTO,
         help_text="MCP tool arguments (code, SQL) must usually reach the tool byte-exact, hence off there by default.",
     )
+    cors_allowed_origins = models.JSONField(
+        "extra CORS origins",
+        default=list,
+        blank=True,
+        help_text='Browser origins allowed on this route on top of the gateway-wide list, e.g. ["https://app.example"].',
+    )
     idempotent_tools = models.JSONField(
         default=list,
         blank=True,
@@ -259,6 +273,9 @@ class Route(models.Model):
         content = self.content_matchers
         if isinstance(content, dict) and not set(content) <= CONTENT_FIELDS:
             errors.setdefault("content_matchers", f"Content matchers take {', '.join(sorted(CONTENT_FIELDS))}.")
+        origins = self.cors_allowed_origins
+        if not isinstance(origins, list) or not all(isinstance(o, str) and is_origin(o) for o in origins):
+            errors["cors_allowed_origins"] = 'Give a list of origins like "https://app.example" (scheme and host, no path).'
         if not isinstance(self.idempotent_tools, list) or not all(isinstance(t, str) for t in self.idempotent_tools):
             errors["idempotent_tools"] = 'Give a list of tool names, e.g. ["search"].'
         if errors:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from routing.config_version import register_stale_flag
 from routing.matchers import ValueMatcher, compile_path_pattern, compile_value_matchers
+from security.origin import normalize_origin
 from routing.models import PathMatch, Route, SanitizationMode, Service, ServiceKind, Target
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class RouteConfig:
     request_timeout: float
     response_timeout: float
     idempotent_tools: frozenset[str]
+    cors_allowed_origins: frozenset[str]  # normalized; on top of the gateway-wide list
     injection_detection: str  # block | log | off
     sanitization: str  # escape | off (auto resolved by the service kind)
     service: ServiceConfig
@@ -180,6 +182,7 @@ def route_config(route: Route, service: ServiceConfig) -> RouteConfig:
         request_timeout=route.request_timeout or service.request_timeout,
         response_timeout=route.response_timeout or service.response_timeout,
         idempotent_tools=frozenset(route.idempotent_tools or ()),
+        cors_allowed_origins=frozenset(normalize_origin(o) for o in route.cors_allowed_origins or ()),
         injection_detection=route.injection_detection,
         sanitization=_resolved_sanitization(route.sanitization, service.kind),
         service=service,

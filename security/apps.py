@@ -6,4 +6,10 @@ class SecurityConfig(AppConfig):
     verbose_name = "Security"
 
     def ready(self) -> None:
-        from security import signals  # noqa: F401  (registers the rate-limit policy signal handlers)
+        from corsheaders.signals import check_request_enabled
+
+        from security import signals  # noqa: F401  (config-version bumps for policies and API keys)
+        from security.origin import route_allows_cors_origin
+
+        # A route may allow browser origins on top of the gateway-wide CORS list.
+        check_request_enabled.connect(route_allows_cors_origin, dispatch_uid="route_allows_cors_origin")

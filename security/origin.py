@@ -18,7 +18,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.core.exceptions import DisallowedHost
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 
 from gateway_project.errors import GatewayError
 from gateway_project.exchange import Exchange
@@ -43,7 +43,10 @@ def check_origin(exchange: Exchange) -> HttpResponse | None:
     origin = exchange.request.META.get(ORIGIN_HEADER)
     if origin is None:
         return None
-    if normalize_origin(origin) in allowed_origins(tuple(security_settings.allowed_origins)):
+    normalized = normalize_origin(origin)
+    if normalized in allowed_origins(tuple(security_settings.allowed_origins)):
+        return None
+    if exchange.route is not None and normalized and normalized in exchange.route.cors_allowed_origins:
         return None
     if _is_same_origin(exchange, origin):
         return None
@@ -83,3 +86,21 @@ def _is_same_origin(exchange: Exchange, origin: str) -> bool:
         return False
     scheme = normalized.split("://", 1)[0]
     return normalized == normalize_origin(f"{scheme}://{host}")
+
+
+def route_allows_cors_origin(sender: object, request: HttpRequest, **kwargs: object) -> bool:
+    """django-cors-headers' ``check_request_enabled`` hook: a route's own extra origins.
+
+    CORS runs as middleware, before the pipeline has matched a route, so the route is looked
+    up here by path alone (the snapshot: no query), first in precedence order.
+    """
+    from routing.matching import path_matches
+    from routing.snapshot import get_snapshot
+
+    origin = normalize_origin(request.headers.get("Origin", ""))
+    if not origin:
+        return False
+    for route in get_snapshot().routes:
+        if path_matches(route, request.path):
+            return origin in route.cors_allowed_origins
+    return False

@@ -141,6 +141,7 @@ def route_form(service: Service, **overrides: Any) -> dict[str, Any]:
         "path_rewrite": "",
         "idempotent_tools": "[]",
         "injection_detection": "block",
+        "cors_allowed_origins": "[]",
         "sanitization": "auto",
         "connect_timeout": "",
         "request_timeout": "",
@@ -160,6 +161,7 @@ def route_form(service: Service, **overrides: Any) -> dict[str, Any]:
         ({"content_matchers": '{"tool": "add"}'}, "Content matchers take method, name, uri."),
         ({"path": "/users/{id", "path_match": "pattern"}, "Bad pattern: braces must enclose a parameter name"),
         ({"idempotent_tools": '"search"'}, "Give a list of tool names"),
+        ({"cors_allowed_origins": '["https://app.example/path"]'}, "Give a list of origins like"),
         ({"path_rewrite": "internal"}, "A rewrite must start with /."),
     ],
 )

@@ -221,3 +221,26 @@ def run_settings(env: dict[str, str], expression: str) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
     )
+
+
+ROUTE_ONLY = "https://partner.example"
+
+
+def test_route_may_allow_an_extra_origin_for_itself_only(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
+    make_route("/mcp/partner", upstream.url, kind="mcp", cors_allowed_origins=[ROUTE_ONLY])
+    make_route("/mcp/internal", upstream.url, kind="mcp")
+    granted = preflight(client, "/mcp/partner", ROUTE_ONLY)
+    refused = preflight(client, "/mcp/internal", ROUTE_ONLY)
+    assert granted["Access-Control-Allow-Origin"] == ROUTE_ONLY
+    assert not refused.has_header("Access-Control-Allow-Origin")
+    assert upstream.requests == []
+
+
+def test_route_extra_origin_also_passes_the_mcp_origin_check(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
+    make_route("/mcp/partner", upstream.url, kind="mcp", cors_allowed_origins=[ROUTE_ONLY])
+    make_route("/mcp/internal", upstream.url, kind="mcp")
+    body = json.dumps(INITIALIZE)
+    ok = client.post("/mcp/partner", body, content_type="application/json", headers={"Origin": ROUTE_ONLY})
+    forbidden = client.post("/mcp/internal", body, content_type="application/json", headers={"Origin": ROUTE_ONLY})
+    assert ok.status_code == 200 and ok["Access-Control-Allow-Origin"] == ROUTE_ONLY
+    assert forbidden.status_code == 403
