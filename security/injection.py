@@ -39,6 +39,8 @@ from security.sanitization import safe_excerpt
 
 logger = logging.getLogger(__name__)
 
+URL_IGNORED_CHARACTERS = str.maketrans("", "", "\t\n\r")
+
 BLOCK = "block"
 LOG = "log"
 
@@ -53,13 +55,18 @@ RULES: dict[str, str] = {
         r"[\"'][\s/]{0,8}(?:[\w-]{1,30}(?:=[^\s>]{0,40})?\s{1,8}){0,4}on[a-z]{3,24}\s{0,8}=\s{0,8}[\"']?[\w(]"
     ),
     # javascript:/vbscript: as a URL (not "JavaScript: the good parts"), also in attributes.
-    "xss_script_url": r"(?:^|[\s\"'=(<`])\s{0,8}(?:java|vb|live)\s{0,4}script\s{0,8}:(?=\S)",
+    # ... followed by code: a call, an assignment, an escape or a comment (javascript:alert(1),
+    # javascript:x=1, javascript://%0a...), so a course title like "JavaScript:Basics" passes.
+    "xss_script_url": (
+        r"(?:^|[\s\"'=(<`])\s{0,8}(?:java|vb|live)\s{0,4}script\s{0,8}:"
+        r"(?=\s{0,8}(?:[\w$.\[\]'\"]{1,80}\s{0,8}[(=`]|[/%&\\'\"(`]))"
+    ),
     "xss_data_html_url": r"\bdata\s{0,4}:\s{0,4}text/html\b",
     "xss_css_expression": r"\bstyle\s{0,8}=[^>]{0,200}?\bexpression\s{0,8}\(",
     # A quote (or a number) then OR/AND then a comparison: ' OR '1'='1, " or ""=", 1' or 1=1
     "sql_tautology": (
         r"['\"`]\s{0,8}\){0,4}\s{0,8}(?:\bor\b|\band\b|\|\||&&)\s{0,8}\({0,4}\s{0,8}"
-        r"(?:['\"`][^'\"`]{0,40}['\"`]|\d{1,20}|true|false)\s{0,8}(?:=(?!=)|<>|!=|<|>|\blike\b|\bis\b)"
+        r"(?:['\"`][^'\"`]{0,40}['\"`]|\d{1,20}|true|false)\s{0,8}(?:=(?!=)|<>|!=|<|>|\blike\b|\bis\s{1,8}(?:not\s{1,8})?null\b)"
         r"|['\"`]\s{0,8}\){0,4}\s{0,8}\b(?:or|and)\s{1,8}(?:true|not\s{1,8}false)\s{0,8}(?:--|#|/\*|;|\Z)"
     ),
     "sql_numeric_tautology": r"\b(?:or|and)\s{1,8}(?P<lhs>\d{1,10})\s{0,8}=\s{0,8}(?P=lhs)\s{0,8}(?:--|#|/\*|;|$)",
@@ -73,7 +80,9 @@ RULES: dict[str, str] = {
     # '; DROP TABLE  /  '); DELETE FROM  /  1; shutdown
     "sql_stacked_query": (
         r"['\"`\d]\s{0,8}\){0,4}\s{0,8};\s{0,8}"
-        r"(?:drop|truncate|alter|delete|insert|update|create|exec(?:ute)?|shutdown|declare|grant|select)\b"
+        r"(?:drop|truncate|alter|delete|insert|update|create|exec(?:ute)?|shutdown|declare|grant"
+        # select only when what follows reads like a column list, not prose ("3; select the form")
+        r"|select(?=\s{1,8}(?:\*|@@|null\b|\d|[\w.]{1,40}\s{0,8}(?:,|\bfrom\b|\())))\b"
     ),
     "sql_drop_table": r";\s{0,8}drop\s{1,8}(?:table|database|schema)\b",
     # A quote closing the string, then a comment swallowing the rest of the query: admin'--
@@ -84,6 +93,14 @@ RULES: dict[str, str] = {
         r"|\bwaitfor\s{1,8}delay\s{1,8}['\"]"
     ),
     "sql_dangerous_function": r"\bxp_cmdshell\b|\binto\s{1,8}(?:out|dump)file\b|\bload_file\s{0,8}\(",
+    # Column-count and grouping probes after a closing quote: 1' ORDER BY 3--, ' HAVING 1=1--
+    "sql_structure_probe": (
+        r"['\"`]\s{0,8}\){0,4}\s{0,8}(?:order\s{1,8}by\s{1,8}\d{1,4}\b|group\s{1,8}by\b|having\s{1,8}\d{1,10}\s{0,8}=)"
+    ),
+    # Error- and blind-extraction helpers that ordinary text never calls.
+    "sql_extraction_function": r"\b(?:extractvalue|updatexml)\s{0,8}\(|\bascii\s{0,8}\(\s{0,8}substring\s{0,8}\(",
+    # The parenthesised tautology: 1) or (1=1
+    "sql_parenthesized_tautology": r"\)\s{0,8}\b(?:or|and)\b\s{0,8}\(\s{0,8}(?P<plhs>\d{1,10})\s{0,8}=\s{0,8}(?P=plhs)\b",
 }
 
 _DETECTOR = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in RULES.items()), re.IGNORECASE)
@@ -130,6 +147,10 @@ def _variants(value: str) -> Iterator[str]:
         unescaped = html.unescape(value)
         if unescaped != value:
             yield unescaped
+            # Browsers drop tabs and newlines inside URLs: jav&#x09;ascript: is javascript:.
+            squeezed = unescaped.translate(URL_IGNORED_CHARACTERS)
+            if squeezed != unescaped:
+                yield squeezed
 
 
 def find_injection(value: str, location: str = "") -> Finding | None:
