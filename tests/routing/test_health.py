@@ -18,18 +18,16 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
 from gateway_project.state import get_state_store
 from gateway_project.state.degraded import reset_log_throttle
 from gateway_project.state.redis_store import RedisStateStore
-from routing import health
+from routing import health, probes
+from routing.balancing import checked_ok_at_key
 from routing.health import (
-    DETAIL_DISCOVER_OK,
-    DETAIL_LEGACY_OK,
     check_services,
     fails_key,
     passive_failures_key,
-    probe_target,
     record_passive_failure,
 )
-from routing.balancing import checked_ok_at_key
 from routing.models import ConfigRevision, Service, Target
+from routing.probes import DETAIL_DISCOVER_OK, DETAIL_LEGACY_OK, probe_target
 from routing.snapshot import ServiceConfig, service_config
 from routing.target_status import down_key, ejected_key, unavailable_target_ids
 from tests.gateway_project.conftest import CLOSED_REDIS_URL, Backend
@@ -53,7 +51,7 @@ def config_of(service: Service) -> ServiceConfig:
     return service_config(Service.objects.prefetch_related("targets").get(pk=service.pk))
 
 
-def probe(service: Service) -> health.ProbeResult:
+def probe(service: Service) -> probes.ProbeResult:
     config = config_of(service)
     return probe_target(config, config.targets[0])
 
@@ -142,11 +140,11 @@ def test_mcp_probe_of_the_demo_server_succeeds_with_server_discover(demo_server_
 
 
 def test_probe_meta_keys_are_the_sdks() -> None:
-    assert health.PROTOCOL_VERSION_META_KEY == mcp_types.PROTOCOL_VERSION_META_KEY
-    assert health.CLIENT_INFO_META_KEY == mcp_types.CLIENT_INFO_META_KEY
-    assert health.CLIENT_CAPABILITIES_META_KEY == mcp_types.CLIENT_CAPABILITIES_META_KEY
-    assert health.MODERN_PROTOCOL_VERSION == LATEST_MODERN_VERSION
-    assert health.LEGACY_PROTOCOL_VERSION in HANDSHAKE_PROTOCOL_VERSIONS
+    assert probes.PROTOCOL_VERSION_META_KEY == mcp_types.PROTOCOL_VERSION_META_KEY
+    assert probes.CLIENT_INFO_META_KEY == mcp_types.CLIENT_INFO_META_KEY
+    assert probes.CLIENT_CAPABILITIES_META_KEY == mcp_types.CLIENT_CAPABILITIES_META_KEY
+    assert probes.MODERN_PROTOCOL_VERSION == LATEST_MODERN_VERSION
+    assert probes.LEGACY_PROTOCOL_VERSION in HANDSHAKE_PROTOCOL_VERSIONS
 
 
 @pytest.mark.django_db
@@ -166,7 +164,7 @@ def test_mcp_probe_sends_a_modern_discover_and_fails_on_a_non_json_rpc_answer(up
     meta = body["params"]["_meta"]
     assert meta[mcp_types.PROTOCOL_VERSION_META_KEY] == "2026-07-28"
     assert meta[mcp_types.CLIENT_CAPABILITIES_META_KEY] == {}
-    assert meta[mcp_types.CLIENT_INFO_META_KEY]["name"] == health.PROBE_CLIENT_INFO["name"]
+    assert meta[mcp_types.CLIENT_INFO_META_KEY]["name"] == probes.PROBE_CLIENT_INFO["name"]
 
 
 @pytest.mark.django_db
