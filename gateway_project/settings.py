@@ -187,6 +187,10 @@ GATEWAY_STATE_PREFIX = env_str("GATEWAY_STATE_PREFIX", "gw:")
 # background watcher (tests rebuild the snapshot explicitly).
 GATEWAY_CONFIG_POLL_INTERVAL = env_float("GATEWAY_CONFIG_POLL_INTERVAL", 0.5)
 
+# While an event stream is silent, a comment line goes to the client this often: the write is
+# how a WSGI server learns the client has gone, and frees the thread the stream holds.
+GATEWAY_STREAM_KEEPALIVE_SECONDS = env_float("GATEWAY_STREAM_KEEPALIVE_SECONDS", 5.0)
+
 # Legacy-era MCP sessions: how long a session's target binding lives without traffic.
 GATEWAY_MCP_SESSION_TTL = env_int("GATEWAY_MCP_SESSION_TTL", 30 * 60)
 

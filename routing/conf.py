@@ -12,4 +12,10 @@ class RoutingSettings:
         return float(settings.GATEWAY_CONFIG_POLL_INTERVAL)
 
 
+    @property
+    def stream_keepalive_seconds(self) -> float:
+        """How often a silent event stream gets a comment line (to notice clients that left)."""
+        return float(settings.GATEWAY_STREAM_KEEPALIVE_SECONDS)
+
+
 routing_settings = RoutingSettings()

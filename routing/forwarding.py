@@ -9,6 +9,7 @@ and ``text/event-stream`` answers are relayed event by event as they arrive, nev
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from gateway_project.errors import UpstreamConnectFailed, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from gateway_project.exchange import Exchange
 from performance.pools import upstream_pool
+from routing.conf import routing_settings
 from routing.snapshot import RouteConfig, TargetConfig
 
 HOP_BY_HOP_HEADERS = frozenset(
@@ -44,6 +46,7 @@ REWRITTEN_HEADERS = frozenset({"host", "x-forwarded-host", "x-forwarded-proto"})
 # an event stream is relayed chunk by chunk.
 WHOLE_BODY_LIMIT = 1024 * 1024
 STREAM_READ_BYTES = 64 * 1024
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
 
 
 def _client_headers(request: HttpRequest) -> Iterator[tuple[str, str]]:
@@ -202,7 +205,10 @@ def relay_response(
         response: HttpResponse | StreamingHttpResponse = HttpResponse(body, status=upstream.status)
         exchange.bytes_sent = len(body)
     else:
-        response = StreamingHttpResponse(RelayedStream(exchange, upstream), status=upstream.status)
+        keepalive = _is_event_stream(upstream)
+        response = StreamingHttpResponse(
+            RelayedStream(exchange, upstream, response_timeout, keepalive=keepalive), status=upstream.status
+        )
     if "Content-Type" not in upstream.headers:
         del response["Content-Type"]  # Django's text/html default would be an invented header
     for name, value in _response_headers(upstream):
@@ -216,11 +222,22 @@ class RelayedStream:
     The server calls ``close()`` when the response is over: after the last chunk, when the
     client went away, or even before the first chunk was asked for. Closing a half-read
     upstream connection is how the upstream learns the request was cancelled.
+
+    A WSGI server only learns that a client left when a write fails. So while an event stream
+    is silent, a comment line (which SSE clients ignore) is sent between events every few
+    seconds: a client that left is noticed then, and its thread is freed, instead of waiting
+    for the upstream's next event. Silence longer than the response timeout ends the stream.
     """
 
-    def __init__(self, exchange: Exchange, upstream: urllib3.BaseHTTPResponse) -> None:
+    def __init__(
+        self, exchange: Exchange, upstream: urllib3.BaseHTTPResponse, response_timeout: float, *, keepalive: bool
+    ) -> None:
         self._exchange = exchange
         self._upstream = upstream
+        self._response_timeout = response_timeout
+        self._keepalive = keepalive
+        self._silent_for = 0.0
+        self._between_events = True
         self._complete = False
         self._closed = False
 
@@ -230,6 +247,8 @@ class RelayedStream:
     def __next__(self) -> bytes:
         if self._complete or self._closed:
             raise StopIteration
+        if self._keepalive and not self._data_arrives_within(self._keepalive_wait()):
+            return self._on_silence()
         try:
             chunk = self._upstream.read1(STREAM_READ_BYTES)
         except (HTTPError, OSError):
@@ -239,8 +258,42 @@ class RelayedStream:
         if not chunk:
             self._complete = True
             raise StopIteration
+        self._silent_for = 0.0
+        self._between_events = chunk.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
         self._exchange.bytes_sent += len(chunk)
         return chunk
+
+    def _keepalive_wait(self) -> float:
+        interval = routing_settings.stream_keepalive_seconds
+        return max(0.0, min(interval, self._response_timeout - self._silent_for))
+
+    def _on_silence(self) -> bytes:
+        self._silent_for += self._keepalive_wait() or routing_settings.stream_keepalive_seconds
+        if self._silent_for >= self._response_timeout:
+            self._exchange.error_code = "upstream_stream_silent"
+            self.close()
+            raise StopIteration
+        # Mid-event a comment would corrupt the event; then only keep waiting.
+        return KEEPALIVE_COMMENT if self._between_events else b""
+
+    def _data_arrives_within(self, seconds: float) -> bool:
+        """True when bytes are buffered or arrive within ``seconds`` (then a read won't stall)."""
+        reader = getattr(getattr(self._upstream, "_fp", None), "fp", None)
+        sock = _response_socket(self._upstream)
+        if reader is None or sock is None:
+            return True  # cannot tell: read, and let the socket timeout bound the wait
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            buffered = reader.peek(1)
+        except OSError:
+            buffered = b""
+        finally:
+            sock.settimeout(timeout)
+        if buffered:
+            return True
+        readable, _, _ = select.select([sock], [], [], seconds)
+        return bool(readable)
 
     def close(self) -> None:
         if self._closed:

@@ -107,6 +107,7 @@ class LiveGateway:
             "GATEWAY_CONFIG_POLL_INTERVAL": "0.2",
             # Every test request comes from 127.0.0.1; rate limits have tests of their own.
             "GATEWAY_DEFAULT_IP_RATE_LIMIT": "0",
+            "GATEWAY_STREAM_KEEPALIVE_SECONDS": "0.5",
             "PORT": str(self.port),
             "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
         }

@@ -101,3 +101,32 @@ def test_sse_through_the_live_server_is_unbuffered(live_gateway: LiveGateway, up
     second_event = rest[rest.index(b"data: ") :]
     assert b"data: " in head
     assert first_event_seen < sent_at(second_event)
+
+
+def test_client_leaving_a_silent_stream_frees_the_gateway_at_the_next_keepalive(
+    live_gateway: LiveGateway, upstream: UpstreamServer
+) -> None:
+    """The upstream stays silent for 30 s; the gateway still notices the client left within seconds."""
+    path = add_live_route(live_gateway, upstream)
+    wait_for_route(live_gateway, path)
+    sock = socket.create_connection(("127.0.0.1", live_gateway.port))
+    sock.sendall(f"GET {path}/sse?events=2&delay=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    assert b"data: " in read_until(sock, b"data: ")
+    sock.close()
+    line = f'path="{path}/sse"'
+    deadline = time.monotonic() + 10  # keep-alives every 0.5 s in the test gateway
+    while line not in live_gateway.access_log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert line in live_gateway.access_log(), "the exchange never finished: the thread is still held"
+
+
+def test_silent_stream_gets_keepalive_comments_between_events(client: Any, make_route: Any, upstream: UpstreamServer, settings: Any) -> None:
+    settings.GATEWAY_STREAM_KEEPALIVE_SECONDS = 0.1
+    make_route("/mcp", upstream.url, kind="mcp")
+    response = client.get("/mcp/sse?events=2&delay=0.5")
+    chunks = [chunk for chunk in response.streaming_content if chunk]
+    events = [chunk for chunk in chunks if chunk.startswith(b"id: ")]
+    comments = [chunk for chunk in chunks if chunk == b": keep-alive\n\n"]
+    assert len(events) == 2
+    assert len(comments) >= 2  # 0.5 s of silence, a comment every 0.1 s
+    assert chunks.index(events[1]) > chunks.index(comments[0])
