@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from django.db import close_old_connections, transaction
 from django.db.models import F
@@ -24,10 +26,38 @@ CONFIG_VERSION_KEY = "config:version"
 
 _stale_listeners: list[threading.Event] = []
 
+T = TypeVar("T")
+
 
 def register_stale_flag(flag: threading.Event) -> None:
-    """The snapshot registers the flag it checks on every request."""
+    """A cache of configuration registers the flag it checks on every request."""
     _stale_listeners.append(flag)
+
+
+class ConfigCache(Generic[T]):
+    """A value built from configuration rows (routing snapshot, rate-limit policies, API keys):
+    built on first use, reused while nothing changes, rebuilt after any config change.
+
+    The hot path only reads a flag; the database is read when the value is rebuilt.
+    """
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._rebuild_lock = threading.Lock()
+        self._stale = threading.Event()
+        register_stale_flag(self._stale)
+
+    def get(self) -> T:
+        value = self._value
+        if value is not None and not self._stale.is_set():
+            return value
+        with self._rebuild_lock:
+            if self._value is None or self._stale.is_set():
+                # Clear first: a change landing during the rebuild sets it again.
+                self._stale.clear()
+                self._value = self._build()
+            return self._value
 
 
 def mark_local_snapshot_stale() -> None:

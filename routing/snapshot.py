@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from routing.config_version import register_stale_flag
+from routing.config_version import ConfigCache
 from routing.matchers import ValueMatcher, compile_path_pattern, compile_value_matchers
 from security.origin import normalize_origin
 from routing.models import PathMatch, Route, SanitizationMode, Service, ServiceKind, Target
@@ -206,29 +205,8 @@ def build_snapshot() -> Snapshot:
     )
 
 
-class SnapshotHolder:
-    """Holds the current snapshot; rebuilds it on first use and after the stale flag is set."""
-
-    def __init__(self) -> None:
-        self._snapshot: Snapshot | None = None
-        self._rebuild_lock = threading.Lock()
-        self.stale = threading.Event()
-        register_stale_flag(self.stale)
-
-    def get(self) -> Snapshot:
-        snapshot = self._snapshot
-        if snapshot is not None and not self.stale.is_set():
-            return snapshot
-        with self._rebuild_lock:
-            if self._snapshot is None or self.stale.is_set():
-                # Clear first: a change landing during the rebuild sets it again.
-                self.stale.clear()
-                self._snapshot = build_snapshot()
-            return self._snapshot
-
-
-_holder = SnapshotHolder()
+_snapshot: ConfigCache[Snapshot] = ConfigCache(build_snapshot)
 
 
 def get_snapshot() -> Snapshot:
-    return _holder.get()
+    return _snapshot.get()

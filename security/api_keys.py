@@ -25,7 +25,6 @@ import hmac
 import logging
 import re
 import secrets
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from django.utils import timezone
 from gateway_project.exchange import Exchange
 from gateway_project.state import StateStore, StateStoreUnavailable, get_state_store
 from gateway_project.state.degraded import note_state_store_down
-from routing.config_version import register_stale_flag
+from routing.config_version import ConfigCache
 from security.models import ApiKey, Scope
 from security.ratelimit import REMAINING_HEADER, CompiledPolicy, count_request, quota_headers, refusal
 from security.ratelimit_algorithms import Decision, Limit
@@ -203,27 +202,8 @@ def build_key_cache() -> KeyCache:
     return KeyCache({key.prefix: key for key in keys}, {str(key.id): key for key in keys})
 
 
-class KeyCacheHolder:
-    """The compiled keys; rebuilt on first use and whenever the config version moves."""
-
-    def __init__(self) -> None:
-        self._cache: KeyCache | None = None
-        self._rebuild_lock = threading.Lock()
-        self.stale = threading.Event()
-        register_stale_flag(self.stale)
-
-    def get(self) -> KeyCache:
-        cache = self._cache
-        if cache is not None and not self.stale.is_set():
-            return cache
-        with self._rebuild_lock:
-            if self._cache is None or self.stale.is_set():
-                self.stale.clear()  # first: a change landing during the rebuild sets it again
-                self._cache = build_key_cache()
-            return self._cache
-
-
-_keys = KeyCacheHolder()
+# The compiled keys; rebuilt on first use and whenever the config version moves.
+_keys: ConfigCache[KeyCache] = ConfigCache(build_key_cache)
 
 
 def find_key(presented: str) -> CachedKey | None:

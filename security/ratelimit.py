@@ -24,7 +24,7 @@ from gateway_project.errors import GatewayError
 from gateway_project.exchange import Exchange
 from gateway_project.state import StateStoreUnavailable
 from gateway_project.state.degraded import note_state_store_down
-from routing.config_version import register_stale_flag
+from routing.config_version import ConfigCache
 from security.conf import security_settings
 from security.models import RateLimitPolicy, Scope
 from security.ratelimit_algorithms import Decision, Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -100,27 +100,8 @@ def build_policies() -> tuple[CompiledPolicy, ...]:
     return tuple(compiled)
 
 
-class PolicyHolder:
-    """The compiled policies; rebuilt on first use and whenever the config version moves."""
-
-    def __init__(self) -> None:
-        self._policies: tuple[CompiledPolicy, ...] | None = None
-        self._rebuild_lock = threading.Lock()
-        self.stale = threading.Event()
-        register_stale_flag(self.stale)
-
-    def get(self) -> tuple[CompiledPolicy, ...]:
-        policies = self._policies
-        if policies is not None and not self.stale.is_set():
-            return policies
-        with self._rebuild_lock:
-            if self._policies is None or self.stale.is_set():
-                self.stale.clear()  # first: a change landing during the rebuild sets it again
-                self._policies = build_policies()
-            return self._policies
-
-
-_policies = PolicyHolder()
+# The compiled policies; rebuilt on first use and whenever the config version moves.
+_policies: ConfigCache[tuple[CompiledPolicy, ...]] = ConfigCache(build_policies)
 
 
 def default_ip_policy() -> CompiledPolicy | None:
