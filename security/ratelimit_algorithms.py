@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis
 
 from gateway_project.state import StateStoreUnavailable
+from gateway_project.state.redis_store import REDIS_UNAVAILABLE_ERRORS, connect_redis
 
 TOKEN_BUCKET = "token_bucket"
 SLIDING_WINDOW = "sliding_window"
@@ -35,7 +35,6 @@ SLIDING_WINDOW = "sliding_window"
 MICROSECONDS = 1_000_000
 # Drop idle per-key state (full buckets, empty logs) every this many memory hits.
 SWEEP_EVERY_HITS = 10_000
-SOCKET_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +208,7 @@ class RedisRateLimiter:
     def __init__(self, url: str, prefix: str = "", clock: Callable[[], float] | None = None) -> None:
         self._prefix = prefix
         self._clock = clock
-        self._client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-        )
+        self._client = connect_redis(url)
         self._sliding_window = self._client.register_script(SLIDING_WINDOW_SCRIPT)
         self._token_bucket = self._client.register_script(TOKEN_BUCKET_SCRIPT)
 
@@ -243,7 +237,7 @@ class RedisRateLimiter:
     def _run(self, script: Any, key: str, args: list[Any]) -> Any:
         try:
             return script(keys=[self._prefix + key], args=args)
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except REDIS_UNAVAILABLE_ERRORS as exc:
             raise StateStoreUnavailable(f"redis: {exc}") from exc
 
     def close(self) -> None:

@@ -34,6 +34,21 @@ return 0
 SOCKET_TIMEOUT_SECONDS = 2.0
 
 
+# What "cannot reach Redis" looks like; anything else (INCR on text) is a bug in the caller.
+REDIS_UNAVAILABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """A client (with its own connection pool) whose calls fail fast when Redis stalls."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+
+
 def _milliseconds(ttl: float | None) -> int | None:
     return None if ttl is None else max(1, int(ttl * 1000))
 
@@ -43,13 +58,7 @@ class RedisStateStore:
 
     def __init__(self, url: str, prefix: str = "") -> None:
         self._prefix = prefix
-        self._client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
-            health_check_interval=30,
-        )
+        self._client = connect_redis(url)
         self._incr_with_ttl = self._client.register_script(INCR_WITH_TTL)
         self._delete_if_equals = self._client.register_script(DELETE_IF_EQUALS)
 
@@ -92,7 +101,7 @@ class RedisStateStore:
     def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return operation(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        except REDIS_UNAVAILABLE_ERRORS as exc:
             # Only "cannot reach Redis" is unavailability; a data error (INCR on text) is a bug
             # in the caller and surfaces as itself.
             raise StateStoreUnavailable(f"redis: {exc}") from exc
