@@ -9,38 +9,15 @@ import pytest
 from django.test import override_settings
 
 from gateway_project.errors import (
-    JSONRPC_CONTENT_TYPE,
     JSONRPC_INVALID_REQUEST,
     JSONRPC_PARSE_ERROR,
     JSONRPC_SERVER_ERROR,
-    PROBLEM_CONTENT_TYPE,
 )
+from tests.error_assertions import assert_jsonrpc_error, assert_problem
 from tests.live_servers import free_port
 from tests.upstream_server import UpstreamServer
 
 RPC_CALL = {"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {"name": "add", "arguments": {}}}
-
-
-def assert_problem(response: Any, status: int, error_type: str) -> dict[str, Any]:
-    assert response.status_code == status
-    assert response["Content-Type"] == PROBLEM_CONTENT_TYPE
-    body = json.loads(response.content)
-    assert body["type"] == f"urn:mcp-gateway:error:{error_type}"
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    return body
-
-
-def assert_jsonrpc_error(response: Any, status: int, error_type: str, request_id: Any, code: int) -> dict[str, Any]:
-    assert response.status_code == status
-    assert response["Content-Type"] == JSONRPC_CONTENT_TYPE
-    body = json.loads(response.content)
-    assert body["jsonrpc"] == "2.0"
-    assert body["id"] == request_id
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    assert body["error"]["data"] == {"status": status, "type": error_type}
-    return body
 
 
 def post_rpc(client: Any, path: str, message: dict[str, Any] = RPC_CALL) -> Any:

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gateway_project.settings import env_bool, env_float, env_int, env_list
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def settings_in_subprocess(env: dict[str, str], expression: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "GATEWAY_ENV")}
-    code = f"import django; django.setup(); from django.conf import settings; print({expression})"
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_DIR,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "gateway_project.settings", **env},
-        capture_output=True,
-        text=True,
-    )
+from tests.settings_probe import settings_in_subprocess
 
 
 def test_production_without_secret_key_refuses_to_start(tmp_path: Path) -> None:

@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 
 from gateway_project.errors import (
-    JSONRPC_CONTENT_TYPE,
     JSONRPC_INVALID_PARAMS,
     JSONRPC_INVALID_REQUEST,
     JSONRPC_PARSE_ERROR,
     PROBLEM_CONTENT_TYPE,
 )
+from tests.error_assertions import assert_jsonrpc_error
 from tests.upstream_server import UpstreamServer
-
 
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hi"}}}
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -31,16 +30,6 @@ def mcp_route(monkeypatch: pytest.MonkeyPatch, make_route: Any, upstream: Upstre
 def post(client: Any, body: bytes | str, content_type: str = "application/json", **headers: str) -> Any:
     # CONTENT_TYPE given explicitly: the test client drops it for an empty body otherwise.
     return client.generic("POST", "/mcp", body, headers=headers, CONTENT_TYPE=content_type)
-
-
-def assert_jsonrpc_error(response: Any, status: int, code: int, error_type: str, request_id: Any = None) -> None:
-    assert response.status_code == status
-    assert response["Content-Type"] == JSONRPC_CONTENT_TYPE
-    body = json.loads(response.content)
-    assert body["jsonrpc"] == "2.0"
-    assert body["id"] == request_id
-    assert body["error"]["code"] == code
-    assert body["error"]["data"] == {"status": status, "type": error_type}
 
 
 def test_a_valid_call_is_forwarded_unchanged(client: Any, mcp_route: UpstreamServer) -> None:
@@ -76,7 +65,7 @@ def test_a_valid_call_is_forwarded_unchanged(client: Any, mcp_route: UpstreamSer
 def test_bad_body_gets_its_error_and_is_never_forwarded(
     client: Any, mcp_route: UpstreamServer, body: bytes, status: int, code: int, error_type: str, request_id: Any
 ) -> None:
-    assert_jsonrpc_error(post(client, body), status, code, error_type, request_id)
+    assert_jsonrpc_error(post(client, body), status, error_type, request_id, code)
     assert mcp_route.requests == []
 
 
@@ -92,7 +81,7 @@ def test_bad_body_gets_its_error_and_is_never_forwarded(
 )
 def test_wrong_content_type_gets_415(client: Any, mcp_route: UpstreamServer, content_type: str, request_id: Any) -> None:
     response = post(client, json.dumps(CALL), content_type)
-    assert_jsonrpc_error(response, 415, JSONRPC_INVALID_REQUEST, "unsupported_media_type", request_id)
+    assert_jsonrpc_error(response, 415, "unsupported_media_type", request_id, JSONRPC_INVALID_REQUEST)
     assert mcp_route.requests == []
 
 
@@ -102,7 +91,7 @@ def test_wrong_content_type_gets_415(client: Any, mcp_route: UpstreamServer, con
 )
 def test_control_characters_in_headers_get_400(client: Any, mcp_route: UpstreamServer, headers: dict[str, str]) -> None:
     response = post(client, json.dumps(CALL), **headers)
-    assert_jsonrpc_error(response, 400, JSONRPC_INVALID_REQUEST, "invalid_header")
+    assert_jsonrpc_error(response, 400, "invalid_header", None, JSONRPC_INVALID_REQUEST)
     assert b"Injected" not in response.content and b"GET /" not in response.content
     assert mcp_route.requests == []
 
@@ -110,7 +99,7 @@ def test_control_characters_in_headers_get_400(client: Any, mcp_route: UpstreamS
 def test_huge_body_gets_413(client: Any, mcp_route: UpstreamServer, settings: Any) -> None:
     settings.GATEWAY_MAX_BODY_BYTES = 1024
     body = json.dumps({**CALL, "params": {"name": "echo", "arguments": {"text": "x" * 5000}}})
-    assert_jsonrpc_error(post(client, body), 413, JSONRPC_INVALID_REQUEST, "payload_too_large")
+    assert_jsonrpc_error(post(client, body), 413, "payload_too_large", None, JSONRPC_INVALID_REQUEST)
     assert mcp_route.requests == []
 
 

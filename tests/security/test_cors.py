@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +11,9 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from tests.settings_probe import settings_in_subprocess
 from tests.upstream_server import UpstreamHandler, UpstreamServer
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 ALLOWED = "https://app.example"
 FOREIGN = "https://evil.example"
 MCP_REQUEST_HEADERS = [
@@ -194,33 +191,21 @@ def test_cors_settings_come_from_the_environment(tmp_path: Path) -> None:
         "GATEWAY_CORS_ALLOW_CREDENTIALS": "true",
         "GATEWAY_CORS_PREFLIGHT_MAX_AGE": "60",
     }
-    result = run_settings(env, CORS_SETTINGS_AS_JSON)
+    result = settings_in_subprocess(env, CORS_SETTINGS_AS_JSON)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [["https://a.example", "http://localhost:5173"], True, 60]
 
 
 def test_cors_defaults_allow_no_origin(tmp_path: Path) -> None:
-    result = run_settings({"GATEWAY_DATA_DIR": str(tmp_path)}, CORS_SETTINGS_AS_JSON)
+    result = settings_in_subprocess({"GATEWAY_DATA_DIR": str(tmp_path)}, CORS_SETTINGS_AS_JSON)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[], False, 7200]
 
 
 def test_bad_max_age_refuses_to_start(tmp_path: Path) -> None:
-    result = run_settings({"GATEWAY_DATA_DIR": str(tmp_path), "GATEWAY_CORS_PREFLIGHT_MAX_AGE": "a day"}, "1")
+    result = settings_in_subprocess({"GATEWAY_DATA_DIR": str(tmp_path), "GATEWAY_CORS_PREFLIGHT_MAX_AGE": "a day"}, "1")
     assert result.returncode != 0
     assert "GATEWAY_CORS_PREFLIGHT_MAX_AGE must be an integer" in result.stderr
-
-
-def run_settings(env: dict[str, str], expression: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    code = f"import django; django.setup(); from django.conf import settings; print({expression})"
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_DIR,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "gateway_project.settings", **env},
-        capture_output=True,
-        text=True,
-    )
 
 
 ROUTE_ONLY = "https://partner.example"
