@@ -32,10 +32,8 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from run import (  # bench/ is not a package: its folder is on sys.path
     PROJECT_DIR,
     WRK_SCRIPT,
     BenchRequest,
+    Interrupted,
     LoadResult,
     ManagedProcess,
     Servers,
@@ -54,6 +53,7 @@ from run import (  # bench/ is not a package: its folder is on sys.path
     fmt,
     free_port,
     log,
+    run_in_workdir,
     system_ticks,
     wait_until_answering,
 )
@@ -300,24 +300,12 @@ def run(args: argparse.Namespace, servers: LbServers, workdir: Path) -> tuple[li
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-lb-bench-"))
-    servers = LbServers(workdir)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
     try:
-        healthy, failover = run(args, servers, workdir)
-    except KeyboardInterrupt:
-        log("interrupted")
+        healthy, failover = run_in_workdir(
+            "gateway-lb-bench-", LbServers, lambda servers, workdir: run(args, servers, workdir), keep=args.keep
+        )
+    except Interrupted:
         return 130
-    finally:
-        servers.stop()
-        if args.keep:
-            log(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     print_tables(healthy, failover, args)
     return 0
 

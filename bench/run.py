@@ -47,9 +47,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import urllib3
@@ -1319,34 +1320,58 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> dict[str, 
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.nice:
-        # Inherited by every process started from here (servers, wrk) and all their threads.
-        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    servers = Servers(workdir)
+ServersT = TypeVar("ServersT", bound="Servers")
+ResultT = TypeVar("ResultT")
+
+
+class Interrupted(Exception):
+    """Ctrl+C or SIGTERM arrived while a benchmark ran; everything it started is stopped."""
+
+
+def run_in_workdir(prefix: str, make_servers: Callable[[Path], ServersT], body: Callable[[ServersT, Path], ResultT], *, keep: bool) -> ResultT:
+    """Run ``body`` with servers in a fresh temporary folder; whatever happens (also Ctrl+C or
+    SIGTERM, raised as ``Interrupted``), stop every server and remove the folder (``keep``:
+    leave it, with the logs)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    servers = make_servers(workdir)
 
     def on_signal(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        results = run(args, workdir, servers)
+        return body(servers, workdir)
     except KeyboardInterrupt:
         log("interrupted")
-        return 130
+        raise Interrupted from None
     finally:
         servers.stop()
-        if args.keep:
+        if keep:
             log(f"logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def write_json(path: Path | None, results: Any) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        log(f"figures written to {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.nice:
+        # Inherited by every process started from here (servers, wrk) and all their threads.
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    try:
+        results = run_in_workdir(
+            "gateway-bench-", Servers, lambda servers, workdir: run(args, workdir, servers), keep=args.keep
+        )
+    except Interrupted:
+        return 130
     report(results)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        log(f"figures written to {args.json}")
+    write_json(args.json, results)
     return 0
 
 

@@ -32,13 +32,10 @@ Every process it starts is stopped when it ends, also on Ctrl+C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # bench/ is not a package: its folder is on sys.path
     PROJECT_DIR,
     REQUESTS,
+    Interrupted,
     LoadResult,
     Servers,
     WrkGenerator,
@@ -60,7 +58,9 @@ from run import (  # bench/ is not a package: its folder is on sys.path
     measure,
     median_run,
     modern_request,
+    run_in_workdir,
     verify,
+    write_json,
 )
 
 ROUTE_NAME = "demo"
@@ -304,29 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the servers and wrk
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-stage-bench-"))
-    servers = StageServers(workdir)
-
-    def on_signal(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
     try:
-        results = run(args, servers, workdir)
-    except KeyboardInterrupt:
-        log("interrupted")
+        results = run_in_workdir(
+            "gateway-stage-bench-", StageServers, lambda servers, workdir: run(args, servers, workdir), keep=args.keep
+        )
+    except Interrupted:
         return 130
-    finally:
-        servers.stop()
-        if args.keep:
-            log(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     report(results)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        log(f"figures written to {args.json}")
+    write_json(args.json, results)
     return 0
 
 
