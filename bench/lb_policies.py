@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/lb_policies.py            (--help for durations, connections, ...)
 
-What it does, on this machine, on free ports, in a fresh temporary folder (helpers from run.py):
+What it does, on this machine, on free ports, in a fresh temporary folder (helpers from harness.py):
 
 1. starts three test upstreams (``python -m tests.upstream_server PORT``, whose ``/echo``
    answers any request with a small JSON document) and a gateway in the embedded shape with
@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # bench/ is not a package: its folder is on sys.path
+from harness import (  # bench/ is not a package: its folder is on sys.path
     CLOCK_TICKS,
     PROJECT_DIR,
     WRK_SCRIPT,
@@ -75,13 +75,13 @@ ACCESS_LINE = re.compile(
 
 
 class GetWrkGenerator(WrkGenerator):
-    """run.py's wrk generator with a GET script: an answer counts as good when it is the echo."""
+    """harness.py's wrk generator with a GET script: an answer counts as good when it is the echo."""
 
     def script_for(self, request: BenchRequest) -> Path:
         script = WRK_SCRIPT % {"body": "", "headers": 'wrk.headers["User-Agent"] = "mcp-gateway-bench"'}
         for old, new in (('wrk.method = "POST"', 'wrk.method = "GET"'), ("'\"result\"'", "'\"method\"'")):
             if old not in script:
-                raise RuntimeError(f"run.py's wrk script changed: {old!r} not found")
+                raise RuntimeError(f"harness.py's wrk script changed: {old!r} not found")
             script = script.replace(old, new)
         path = self.workdir / "wrk-get.lua"
         path.write_text(script)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/stage_costs.py --nice -10       (--help for durations, connections, ...)
 
-What it does, on this machine, on free ports, in a fresh temporary folder (helpers from run.py):
+What it does, on this machine, on free ports, in a fresh temporary folder (helpers from harness.py):
 the bundled demo MCP server and one gateway in the embedded shape (SQLite + in-process state,
 ``/mcp/demo`` routed to the demo server), and the modern-era ``tools/call add`` of run.py sent
 by ``wrk`` through the gateway, in these configurations (only configuration changes between them):
@@ -45,7 +45,7 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # bench/ is not a package: its folder is on sys.path
+from harness import (  # bench/ is not a package: its folder is on sys.path
     PROJECT_DIR,
     REQUESTS,
     Interrupted,
@@ -97,7 +97,7 @@ CONFIGS = (
 
 
 class StageServers(Servers):
-    """run.py's demo server and gateway, with the default per-IP limit chosen per configuration."""
+    """harness.py's demo server and gateway, with the default per-IP limit chosen per configuration."""
 
     rate_limit = "0"
 
