@@ -43,3 +43,29 @@ def close_all_pools() -> None:
         if _manager is not None:
             _manager.clear()
         _manager = None
+
+
+# An unread rest up to this size is read so the connection can be reused; anything longer (or
+# an endless stream) costs more than a new connection, so the connection is closed instead.
+DISCARD_READ_LIMIT = 64 * 1024
+
+
+def release(response: urllib3.BaseHTTPResponse, *, complete: bool) -> None:
+    """Give a response's connection back to its pool; only a fully read one can be reused."""
+    if not complete:
+        response.close()
+    response.release_conn()
+
+
+def discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Drop an answer nobody will read, keeping the connection when the rest is short."""
+    length = response.headers.get("Content-Length", "")
+    complete = False
+    try:
+        if length.isdigit() and int(length) <= DISCARD_READ_LIMIT:
+            response.read()
+            complete = True
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass  # unreadable: the connection is simply not reused
+    finally:
+        release(response, complete=complete)

@@ -20,7 +20,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 
 from gateway_project.errors import UpstreamConnectFailed, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from gateway_project.exchange import Exchange
-from performance.pools import upstream_pool
+from performance.pools import release, upstream_pool
 from routing.conf import routing_settings
 from routing.snapshot import RouteConfig, TargetConfig
 
@@ -195,13 +195,12 @@ def relay_response(
     exchange.status = upstream.status
     declared = _declared_length(upstream)
     if not _is_event_stream(upstream) and declared is not None and declared <= WHOLE_BODY_LIMIT:
+        complete = False
         try:
             body = _read_whole_body(upstream, time.monotonic() + response_timeout)
-        except (UpstreamTimeout, UpstreamUnavailable):
-            upstream.close()
-            raise
+            complete = True
         finally:
-            upstream.release_conn()
+            release(upstream, complete=complete)
         response: HttpResponse | StreamingHttpResponse = HttpResponse(body, status=upstream.status)
         exchange.bytes_sent = len(body)
     else:
@@ -299,6 +298,4 @@ class RelayedStream:
         if self._closed:
             return
         self._closed = True
-        if not self._complete:
-            self._upstream.close()  # a half-read connection cannot go back to the pool
-        self._upstream.release_conn()
+        release(self._upstream, complete=self._complete)

@@ -24,7 +24,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as UrllibTimeoutError
 
-from performance.pools import upstream_pool
+from performance.pools import discard, release, upstream_pool
 from routing.models import ServiceKind
 from routing.snapshot import ServiceConfig, TargetConfig
 
@@ -115,7 +115,7 @@ def _run_probe(service: ServiceConfig, probe: _Probe) -> str:
 
 def _probe_path(probe: _Probe, path: str) -> str:
     response = _open(probe, "GET", probe.target.base_path + path, headers=_auth_headers(probe.target))
-    _discard(response)
+    discard(response)
     if 200 <= response.status < 400:
         return f"HTTP {response.status}"
     raise ProbeFailed(f"HTTP {response.status}")
@@ -123,7 +123,7 @@ def _probe_path(probe: _Probe, path: str) -> str:
 
 def _probe_alive(probe: _Probe) -> str:
     response = _open(probe, "GET", probe.target.base_path or "/", headers=_auth_headers(probe.target))
-    _discard(response)
+    discard(response)
     if response.status < 500:
         return f"HTTP {response.status}"
     raise ProbeFailed(f"HTTP {response.status}")
@@ -172,7 +172,7 @@ def _end_session(probe: _Probe, session_id: str) -> None:
     }
     try:
         # Its own full timeout even past the probe's deadline: a leaked session is worse than a slow worker.
-        _discard(_open(probe, "DELETE", probe.target.base_path or "/", headers=headers, seconds=probe.timeout))
+        discard(_open(probe, "DELETE", probe.target.base_path or "/", headers=headers, seconds=probe.timeout))
     except ProbeFailed as exc:
         logger.info("could not end a health-probe session on %s (%s); its idle timeout will", probe.target.url, exc)
 
@@ -267,7 +267,7 @@ def _post_rpc(probe: _Probe, message: dict[str, Any], extra_headers: dict[str, s
     except OSError as exc:
         raise ProbeFailed(f"read failed: {exc}") from exc
     finally:
-        _release(response, complete)
+        release(response, complete=complete)
     return _RpcAnswer(response.status, reply, response.headers.get(SESSION_ID_HEADER))
 
 
@@ -326,26 +326,3 @@ def _json_or_none(text: str | bytes) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
-
-
-def _discard(response: urllib3.BaseHTTPResponse) -> None:
-    """Drop an answer we only needed the status of; keep the connection only if the rest was short."""
-    length = response.headers.get("Content-Length", "")
-    short = length.isdigit() and int(length) <= READ_CHUNK_BYTES
-    complete = False
-    try:
-        if short:
-            response.read()
-            complete = True
-    except (HTTPError, OSError):
-        pass  # the status already decided the probe; the connection is simply not reused
-    finally:
-        _release(response, complete)
-
-
-def _release(response: urllib3.BaseHTTPResponse, complete: bool) -> None:
-    if not complete:
-        response.close()  # a half-read connection cannot go back to the shared pool
-    response.release_conn()
-
-

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 
-import urllib3
 from django.http import HttpResponse, StreamingHttpResponse
 
 from gateway_project.errors import (
@@ -24,6 +23,7 @@ from gateway_project.errors import (
 from gateway_project.exchange import Exchange
 from gateway_project.state import StateStoreUnavailable
 from gateway_project.state.degraded import note_state_store_down
+from performance.pools import discard
 from routing import circuit, health
 from routing.affinity import SESSION_HEADER, bound_target, remember_session
 from routing.balancing import choose_target, latencies, start_in_flight, tracks_in_flight
@@ -162,7 +162,7 @@ def _call_target(
         and can_fail_over
         and _may_retry(exchange, route, request_sent=True)
     ):
-        _discard(upstream)
+        discard(upstream)
         raise _RetryDecided
     remember_session(exchange, target, upstream.headers.get(SESSION_HEADER))
     try:
@@ -185,12 +185,3 @@ def _count_success(service: ServiceConfig, target: TargetConfig, admission: circ
         circuit.record_success(service, target, admission)
     except StateStoreUnavailable as error:
         note_state_store_down("circuit breakers", error)
-
-
-def _discard(upstream: urllib3.BaseHTTPResponse) -> None:
-    """Drop an answer that will not be relayed; its connection goes back only if read fully."""
-    try:
-        upstream.drain_conn()
-    except (urllib3.exceptions.HTTPError, OSError):
-        upstream.close()
-    upstream.release_conn()
