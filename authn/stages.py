@@ -13,15 +13,15 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from gateway_project.errors import GatewayError
+from authn.errors import AuthenticationFailed
+from authn.permissions import Grants
+from authn.principal import Principal
 from gateway_project.exchange import Exchange
 from security import api_keys
 
 AUTHORIZATION_HEADER = "Authorization"
 API_KEY_HEADER = "X-API-Key"
-WWW_AUTHENTICATE_HEADER = "WWW-Authenticate"
 BEARER_SCHEME = "bearer"
-REALM = "mcp-gateway"
 
 # Also sent as the challenge's error_description, so none may contain '"' or '\'.
 UNKNOWN_KEY = "The API key is not valid"
@@ -42,22 +42,6 @@ REFUSAL_MESSAGES = {
 }
 
 
-def challenge(detail: str) -> str:
-    return f'Bearer realm="{REALM}", error="invalid_token", error_description="{detail}"'
-
-
-class AuthenticationFailed(GatewayError):
-    """Raised when a request presents a credential that is unknown, malformed, expired,
-    disabled or revoked (never when it presents none)."""
-
-    status = 401
-    code = "invalid_credentials"
-    title = "Invalid credentials"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, headers={WWW_AUTHENTICATE_HEADER: challenge(detail)})
-
-
 def authenticate(exchange: Exchange) -> HttpResponse | None:
     """Set the exchange's principal from its API key; 401 for any credential not accepted."""
     presented = presented_credential(exchange.request)
@@ -73,8 +57,7 @@ def authenticate(exchange: Exchange) -> HttpResponse | None:
         raise AuthenticationFailed(REFUSAL_MESSAGES[reason])
     # The key, not its owner, is the principal: it is the unit of permissions and of
     # revocation, and it stays the same across rotation (sessions bound to it survive).
-    exchange.principal_id = key.principal_id
-    exchange.api_key_id = str(key.id)
+    exchange.principal = Principal(key.principal_id, grants=Grants.of(key.permissions), api_key_id=str(key.id))
     exchange.on_finish.append(lambda: api_keys.record_usage(key.id, exchange.elapsed_ms()))
     return None
 

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
 
+from authn.principal import ANONYMOUS, Principal
+
 if TYPE_CHECKING:
     from routing.snapshot import RouteConfig, TargetConfig
     from security.jsonrpc import RpcMessage
@@ -29,9 +31,8 @@ class Exchange:
     error_code: str = ""
     bytes_sent: int = 0
     attempts: int = 0
-    # Who is asking; "anonymous" until authentication sets it. Sessions are bound to it.
-    principal_id: str = "anonymous"
-    api_key_id: str = ""  # the API key used, when one was (rate-limit scope, usage)
+    # Who is asking; anonymous until authentication sets it. Sessions are bound to its id.
+    principal: Principal = ANONYMOUS
     # Headers a stage wants on the final response, whatever it is (e.g. RateLimit-Remaining).
     response_headers: dict[str, str] = field(default_factory=dict)
     # Run once when the exchange is over (for a stream: when it closes), before recording.
@@ -41,6 +42,15 @@ class Exchange:
     def is_mcp(self) -> bool:
         """Errors on MCP routes are JSON-RPC objects; everywhere else problem+json."""
         return self.route is not None and self.route.service.kind == "mcp"
+
+    @property
+    def principal_id(self) -> str:
+        return self.principal.id
+
+    @property
+    def api_key_id(self) -> str:
+        """The API key used, when one was (rate-limit scope, usage), else ""."""
+        return self.principal.api_key_id
 
     @property
     def rpc_id(self) -> Any:

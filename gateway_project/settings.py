@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -112,6 +113,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "corsheaders",
     "gateway_project",
     "routing",
@@ -284,6 +286,44 @@ CACHES = {
 }
 RATELIMIT_USE_CACHE = "default"
 # --- end rate limiting ---
+
+# --- Authentication (authn/) ---------------------------------------------------------------
+# The gateway's public base URL: the OAuth protected resource it names in its RFC 9728
+# metadata, the audience external tokens must carry (RFC 8707), and its own tokens' issuer.
+GATEWAY_PUBLIC_URL = env_str("GATEWAY_PUBLIC_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+GATEWAY_JWT_ISSUER = env_str("GATEWAY_JWT_ISSUER", GATEWAY_PUBLIC_URL)
+# HS256 needs at least 32 bytes of key; SECRET_KEY (50 random bytes) is the default.
+GATEWAY_JWT_SIGNING_KEY = env_str("GATEWAY_JWT_SIGNING_KEY") or SECRET_KEY
+if len(GATEWAY_JWT_SIGNING_KEY.encode()) < 32:
+    raise ImproperlyConfigured("GATEWAY_JWT_SIGNING_KEY must be at least 32 bytes for HS256")
+# Token lifetimes are fixed (1 hour, 7 days): there is deliberately no environment variable,
+# and system check authn.E001 refuses to start with any other value.
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": GATEWAY_JWT_SIGNING_KEY,
+    "VERIFYING_KEY": "",
+    "ISSUER": GATEWAY_JWT_ISSUER,
+    "AUDIENCE": None,
+    "LEEWAY": 0,
+    "ACCESS_TOKEN_LIFETIME": timedelta(hours=1),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "userId",
+    "TOKEN_TYPE_CLAIM": "token_type",
+    "JTI_CLAIM": "jti",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+# The token endpoints, per client IP (django-ratelimit's rate syntax).
+GATEWAY_AUTH_TOKEN_RATE_LIMIT = env_str("GATEWAY_AUTH_TOKEN_RATE_LIMIT", "10/m")
+GATEWAY_AUTH_REFRESH_RATE_LIMIT = env_str("GATEWAY_AUTH_REFRESH_RATE_LIMIT", "30/m")
+# How long an external identity provider's JWKS is trusted before it is fetched again; an
+# unknown kid refetches sooner, but never more often than the cooldown.
+GATEWAY_JWKS_CACHE_SECONDS = env_int("GATEWAY_JWKS_CACHE_SECONDS", 3600)
+GATEWAY_JWKS_REFRESH_COOLDOWN_SECONDS = env_float("GATEWAY_JWKS_REFRESH_COOLDOWN_SECONDS", 30.0)
+# --- end authentication ---
 
 # The first admin user, created by `manage.py ensure_admin` (a password is generated if empty).
 GATEWAY_ADMIN_USER = env_str("GATEWAY_ADMIN_USER", "admin")

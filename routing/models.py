@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from django.db import models
 
+from authn.models import grant_list_problem
 from routing.matchers import compile_path_pattern, compile_value_matchers
 
 
@@ -236,6 +237,23 @@ class Route(models.Model):
         blank=True,
         help_text='Browser origins allowed on this route on top of the gateway-wide list, e.g. ["https://app.example"].',
     )
+    allow_anonymous = models.BooleanField(
+        "open to anonymous callers",
+        default=False,
+        help_text="Off (the default): every request needs a valid JWT or API key. On: callers without a credential "
+        "are let in too (a credential that is presented is still verified).",
+    )
+    required_permissions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Grants a caller must hold to use this route at all, e.g. ["route:billing"].',
+    )
+    tool_permissions = models.BooleanField(
+        "check tool permissions",
+        default=True,
+        help_text="MCP routes: tools/call needs tool:<service>:<tool> (prompts/get prompt:…, resources/read "
+        "resource:…), and lists show only what the caller may use. Off: any caller of the route may use everything.",
+    )
     idempotent_tools = models.JSONField(
         default=list,
         blank=True,
@@ -276,6 +294,9 @@ class Route(models.Model):
         origins = self.cors_allowed_origins
         if not isinstance(origins, list) or not all(isinstance(o, str) and is_origin(o) for o in origins):
             errors["cors_allowed_origins"] = 'Give a list of origins like "https://app.example" (scheme and host, no path).'
+        permissions_problem = grant_list_problem(self.required_permissions)
+        if permissions_problem is not None:
+            errors["required_permissions"] = permissions_problem
         if not isinstance(self.idempotent_tools, list) or not all(isinstance(t, str) for t in self.idempotent_tools):
             errors["idempotent_tools"] = 'Give a list of tool names, e.g. ["search"].'
         if errors:

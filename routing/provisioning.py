@@ -48,8 +48,12 @@ def provision_route(
     name: str = "",
     kind: str = ServiceKind.MCP,
     lb_policy: str = LoadBalancingPolicy.ROUND_ROBIN,
+    open_to_anonymous: bool = False,
 ) -> ProvisionResult:
-    """Create (or complete) the route ``name`` at ``path`` with a service over ``upstream_urls``."""
+    """Create (or complete) the route ``name`` at ``path`` with a service over ``upstream_urls``.
+
+    The route requires a credential unless ``open_to_anonymous``; an open route also lets every
+    caller use every tool (anonymous callers hold no tool permissions to check)."""
     if not path.startswith("/"):
         raise ProvisioningError(f"The path must start with /: {path!r}")
     if kind not in ServiceKind.values:
@@ -68,7 +72,14 @@ def provision_route(
         created = route is None
         if route is None:
             service, _ = Service.objects.get_or_create(name=name, defaults={"kind": kind, "lb_policy": lb_policy})
-            route = Route.objects.create(name=name, path=path, path_match=PathMatch.PREFIX, service=service)
+            route = Route.objects.create(
+                name=name,
+                path=path,
+                path_match=PathMatch.PREFIX,
+                service=service,
+                allow_anonymous=open_to_anonymous,
+                tool_permissions=not open_to_anonymous,
+            )
         service = route.service
         known = set(service.targets.values_list("url", flat=True))
         added = [url for url in urls if url not in known]

@@ -93,6 +93,9 @@ class RouteConfig:
     cors_allowed_origins: frozenset[str]  # normalized; on top of the gateway-wide list
     injection_detection: str  # block | log | off
     sanitization: str  # escape | off (auto resolved by the service kind)
+    allow_anonymous: bool
+    required_permissions: tuple[str, ...]
+    tool_permissions: bool
     service: ServiceConfig
 
     @property
@@ -184,6 +187,9 @@ def route_config(route: Route, service: ServiceConfig) -> RouteConfig:
         cors_allowed_origins=frozenset(normalize_origin(o) for o in route.cors_allowed_origins or ()),
         injection_detection=route.injection_detection,
         sanitization=_resolved_sanitization(route.sanitization, service.kind),
+        allow_anonymous=route.allow_anonymous,
+        required_permissions=tuple(route.required_permissions or ()),
+        tool_permissions=route.tool_permissions,
         service=service,
     )
 

@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from authn.models import GRANTS_HELP, grant_list_problem
+
 SLIDING_WINDOW_NEEDS = "A sliding window needs a limit (requests) and a window in seconds."
 TOKEN_BUCKET_NEEDS = "A token bucket needs a rate per second and a burst."
 WINDOW_MUST_BE_POSITIVE = "The window must be longer than 0 seconds."
@@ -99,8 +101,6 @@ class RateLimitPolicy(models.Model):
             raise ValidationError(errors)
 
 
-PERMISSIONS_MUST_BE_STRINGS = 'Permissions are a JSON list of strings, e.g. ["tools:call:add", "route:demo"].'
-
 
 class ApiKey(models.Model):
     """A client credential. Only its SHA-256 and a short visible prefix are stored; the key itself
@@ -118,9 +118,7 @@ class ApiKey(models.Model):
     )
     key_prefix = models.CharField(max_length=8, unique=True, editable=False, help_text="The first characters after mgw_.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    permissions = models.JSONField(
-        default=list, blank=True, help_text='A JSON list of strings, e.g. ["tools:call:add", "route:demo"].'
-    )
+    permissions = models.JSONField(default=list, blank=True, help_text=GRANTS_HELP)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
     enabled = models.BooleanField(default=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -146,6 +144,6 @@ class ApiKey(models.Model):
         return self.latency_total_ms / self.request_count if self.request_count else None
 
     def clean(self) -> None:
-        permissions = self.permissions
-        if not isinstance(permissions, list) or not all(isinstance(item, str) and item for item in permissions):
-            raise ValidationError({"permissions": PERMISSIONS_MUST_BE_STRINGS})
+        problem = grant_list_problem(self.permissions)
+        if problem is not None:
+            raise ValidationError({"permissions": problem})

@@ -70,6 +70,9 @@ def make_route(db: Any) -> Callable[..., Any]:
         service = Service.objects.create(name=name, kind=kind)
         for url in urls:
             Target.objects.create(service=service, url=url)
+        # Open unless the test says otherwise: only the authn tests are about credentials.
+        route_fields.setdefault("allow_anonymous", True)
+        route_fields.setdefault("tool_permissions", not route_fields["allow_anonymous"])
         return Route.objects.create(name=name, path=path, service=service, **route_fields)
 
     return make

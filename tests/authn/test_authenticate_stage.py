@@ -27,9 +27,9 @@ from authn.stages import (
     REVOKED_KEY,
     UNKNOWN_KEY,
     UNSUPPORTED_SCHEME,
-    WWW_AUTHENTICATE_HEADER,
     authenticate,
 )
+from authn.errors import WWW_AUTHENTICATE_HEADER, challenge
 from gateway_project import pipeline
 from gateway_project.errors import JSONRPC_CONTENT_TYPE, JSONRPC_SERVER_ERROR, PROBLEM_CONTENT_TYPE
 from gateway_project.exchange import Exchange
@@ -61,7 +61,10 @@ from tests.upstream_server import UpstreamServer
 
 
 def expected_challenge(detail: str) -> str:
-    return f'Bearer realm="mcp-gateway", error="invalid_token", error_description="{detail}"'
+    metadata = "http://127.0.0.1:8000/.well-known/oauth-protected-resource"
+    expected = f'Bearer realm="mcp-gateway", resource_metadata="{metadata}", error="invalid_token", error_description="{detail}"'
+    assert challenge(detail) == expected
+    return expected
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +105,7 @@ def alice(db: Any) -> User:
 @pytest.fixture
 def alice_key(alice: User) -> tuple[ApiKey, str]:
     """A working key owned by alice, with permissions."""
-    return issue_api_key(name="alice laptop", owner=alice, permissions=["tools:call:add", "route:demo"])
+    return issue_api_key(name="alice laptop", owner=alice, permissions=["tool:demo:add", "route:demo"])
 
 
 def echoed_headers(response: Any) -> dict[str, str]:
@@ -145,7 +148,7 @@ def test_a_valid_key_names_the_key_as_principal_and_exposes_its_permissions(alic
     exchange = Exchange(request=rf.get("/api/echo", headers={"X-API-Key": key}))
     assert authenticate(exchange) is None
     assert (exchange.principal_id, exchange.api_key_id) == (f"key:{api_key.pk}", str(api_key.pk))
-    assert permissions_for(exchange.api_key_id) == frozenset({"tools:call:add", "route:demo"})
+    assert permissions_for(exchange.api_key_id) == frozenset({"tool:demo:add", "route:demo"})
     assert len(exchange.on_finish) == 1
 
 

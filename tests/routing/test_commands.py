@@ -86,6 +86,13 @@ def test_seed_demo_routes_mcp_demo_once() -> None:
     assert "(created)" in first and "(already present)" in second
 
 
-def test_route_added_by_command_is_proxied(client: Any, upstream: Any, db: Any) -> None:
-    run("add_route", "/orders", upstream.url, "--kind", "http")
+def test_route_added_with_open_is_proxied_without_a_credential(client: Any, upstream: Any, db: Any) -> None:
+    run("add_route", "/orders", upstream.url, "--kind", "http", "--open")
     assert client.get("/orders/echo").status_code == 200
+
+
+def test_route_added_by_command_requires_a_credential_by_default(client: Any, upstream: Any, db: Any) -> None:
+    output = run("add_route", "/orders", upstream.url, "--kind", "http")
+    assert "credential required" in output
+    assert client.get("/orders/echo").status_code == 401
+    assert upstream.requests == []

@@ -37,7 +37,7 @@ from security.api_keys import (
     rotate_api_key,
 )
 from security.management.commands.create_api_key import SHOWN_ONCE
-from security.models import PERMISSIONS_MUST_BE_STRINGS, ApiKey
+from security.models import ApiKey
 
 
 # --- generation ----------------------------------------------------------------------------------
@@ -79,17 +79,24 @@ def test_the_key_format_is_recognised(token: str, expected: bool) -> None:
 
 
 def test_only_the_sha256_and_prefix_are_stored(db: Any) -> None:
-    api_key, key = issue_api_key(name="ci", permissions=["tools:call:add"])
+    api_key, key = issue_api_key(name="ci", permissions=["tool:demo:add"])
     stored = ApiKey.objects.get(pk=api_key.pk)
     assert stored.key_hash == hash_key(key) == hashlib.sha256(key.encode()).hexdigest()
     assert stored.key_prefix == key[4:12]
     assert key not in str(ApiKey.objects.filter(pk=api_key.pk).values().get())
 
 
+def test_permission_of_unknown_kind_is_refused_with_the_kinds_listed(db: Any) -> None:
+    with pytest.raises(ValidationError) as error:
+        issue_api_key(name="bad", permissions=["tools:call:add"])
+    assert "use one of route, tool, prompt, resource" in error.value.message_dict["permissions"][0]
+
+
 def test_permissions_must_be_a_list_of_strings(db: Any) -> None:
     with pytest.raises(ValidationError) as error:
-        issue_api_key(name="bad", permissions=["ok", 3])
-    assert error.value.message_dict == {"permissions": [PERMISSIONS_MUST_BE_STRINGS]}
+        issue_api_key(name="bad", permissions=["tool:demo:add", 3])
+    assert list(error.value.message_dict) == ["permissions"]
+    assert "JSON list of strings" in error.value.message_dict["permissions"][0]
     assert not ApiKey.objects.exists()
 
 
@@ -124,7 +131,7 @@ def test_create_api_key_prints_the_key_once_and_stores_its_settings(db: Any) -> 
     User.objects.create_user("alice")
     out = io.StringIO()
     call_command(
-        "create_api_key", "--name", "ci", "--permission", "tools:call:add", "--permission", "route:demo",
+        "create_api_key", "--name", "ci", "--permission", "tool:demo:add", "--permission", "route:demo",
         "--expires", "2099-01-31T12:00:00", "--owner", "alice", "--per-minute", "60", "--per-hour", "600",
         "--per-day", "6000", stdout=out,
     )
@@ -134,7 +141,7 @@ def test_create_api_key_prints_the_key_once_and_stores_its_settings(db: Any) -> 
     api_key = ApiKey.objects.get()
     assert api_key.key_hash == hash_key(keys[0])
     assert (api_key.name, api_key.owner.username if api_key.owner else None, api_key.permissions) == (
-        "ci", "alice", ["tools:call:add", "route:demo"],
+        "ci", "alice", ["tool:demo:add", "route:demo"],
     )
     assert api_key.expires_at == datetime(2099, 1, 31, 12, tzinfo=dt_timezone.utc)
     assert (api_key.per_minute_limit, api_key.per_hour_limit, api_key.per_day_limit) == (60, 600, 6000)

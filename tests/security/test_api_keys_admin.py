@@ -28,7 +28,7 @@ def shown_keys(response: Any) -> list[str]:
 
 
 def key_form(**overrides: Any) -> dict[str, Any]:
-    data = {"name": "ci", "enabled": "on", "permissions": '["tools:call:add"]', "per_minute_limit": "60"}
+    data = {"name": "ci", "enabled": "on", "permissions": '["tool:demo:add"]', "per_minute_limit": "60"}
     data.update(overrides)
     return data
 
@@ -39,7 +39,7 @@ def test_creating_a_key_shows_it_once(admin_client: Any) -> None:
     keys = shown_keys(created)
     assert len(keys) == 1
     api_key = ApiKey.objects.get()
-    assert api_key.key_hash == hash_key(keys[0]) and api_key.permissions == ["tools:call:add"]
+    assert api_key.key_hash == hash_key(keys[0]) and api_key.permissions == ["tool:demo:add"]
     assert api_key.per_minute_limit == 60
     assert find_key(keys[0]) is not None
     assert shown_keys(admin_client.get(CHANGELIST_URL)) == []  # not again

@@ -17,6 +17,10 @@ class Command(BaseCommand):
     help = "Route /mcp/demo to the bundled demo MCP server."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = provision_route(DEMO_PATH, [settings.GATEWAY_DEMO_UPSTREAM], name=DEMO_ROUTE_NAME)
+        # Open, so a first client connects with no setup; every route an operator adds
+        # requires a credential unless opened explicitly.
+        result = provision_route(
+            DEMO_PATH, [settings.GATEWAY_DEMO_UPSTREAM], name=DEMO_ROUTE_NAME, open_to_anonymous=True
+        )
         state = "created" if result.created else "already present"
         self.stdout.write(f"Demo route {DEMO_PATH} -> {settings.GATEWAY_DEMO_UPSTREAM} ({state})")

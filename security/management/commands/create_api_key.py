@@ -1,6 +1,6 @@
 """python manage.py create_api_key --name N: issue an API key and print it, once.
 
-    python manage.py create_api_key --name ci --permission tools:call:add --permission route:demo \
+    python manage.py create_api_key --name ci --permission tool:demo:add --permission route:demo \
         --expires 2027-01-31T00:00:00Z --owner alice --per-minute 60 --per-day 10000
 
 Only the key's hash is stored: this output is the only place the key ever appears.
