@@ -22,7 +22,7 @@ from routing import stages as routing_stages
 from routing.matching import path_matches
 from routing.snapshot import get_snapshot
 from security import stages as security_stages
-from authn import stages as authn_stages
+from authn import authorization, stages as authn_stages
 from security import injection, sanitization, tool_schemas, validation
 from security.api_keys import enforce_api_key_limits
 from security.origin import check_origin
@@ -70,6 +70,9 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     tool_schemas.validate_tool_arguments,
     # Last: every check above sees exactly what the client sent.
     sanitization.sanitize_inputs,
+    # Route and tool permissions, on the validated request: a call that is refused as malformed
+    # is never reported as forbidden (or the reverse).
+    authorization.authorize,
 )
 
 # The last stage always answers: it forwards and relays the upstream's response.

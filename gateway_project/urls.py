@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
+from authn import views as authn_views
 from gateway_project import health
 from routing.views import proxy
 from security import admin as security_admin
@@ -13,6 +14,12 @@ urlpatterns = [
     # Before the admin's own URLs: the login form is rate-limited per IP (django-ratelimit).
     path("admin/login/", security_admin.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
+    path("api/v1/auth/token/", authn_views.obtain_token, name="auth_token"),
+    path("api/v1/auth/token/refresh/", authn_views.refresh_token, name="auth_token_refresh"),
+    path("api/v1/auth/logout/", authn_views.logout, name="auth_logout"),
+    # RFC 9728: the bare document, and the form with the resource's path appended.
+    path(".well-known/oauth-protected-resource", authn_views.protected_resource_metadata),
+    re_path(r"^\.well-known/oauth-protected-resource/(?P<resource_path>.*)$", authn_views.protected_resource_metadata),
     # Last: the catch-all. Anything above wins; everything else is a proxied request.
     re_path(r"^(?P<path>.*)$", proxy, name="proxy"),
 ]

@@ -21,6 +21,12 @@ from types import FrameType
 
 from django.db import close_old_connections, connection
 
+from authn.sessions import (
+    SESSION_CLEANUP_EVERY_SECONDS,
+    SESSION_FLUSH_EVERY_SECONDS,
+    run_session_cleanup,
+    run_session_flush,
+)
 from routing.health import run_due_health_checks
 from security.api_keys import USAGE_FLUSH_EVERY_SECONDS, flush_usage
 
@@ -66,6 +72,9 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     # API key usage counted in the state store per request, written to the database in bulk;
     # a lease there makes one worker flush at a time.
     PeriodicJob("API key usage", flush_api_key_usage, every_seconds=USAGE_FLUSH_EVERY_SECONDS),
+    # Session activity lives in the state store (sliding TTLs); the rows mirror it in bulk.
+    PeriodicJob("session activity", run_session_flush, every_seconds=SESSION_FLUSH_EVERY_SECONDS),
+    PeriodicJob("expired sessions", run_session_cleanup, every_seconds=SESSION_CLEANUP_EVERY_SECONDS),
 )
 
 

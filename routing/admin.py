@@ -141,17 +141,24 @@ class TargetAdmin(admin.ModelAdmin):
 
 @admin.register(Route)
 class RouteAdmin(admin.ModelAdmin):
-    list_display = ("name", "path", "path_match", "method_list", "priority", "enabled", "service")
-    list_filter = ("enabled", "path_match", "service__kind", "service")
+    list_display = ("name", "path", "path_match", "method_list", "priority", "enabled", "access", "service")
+    list_filter = ("enabled", "allow_anonymous", "path_match", "service__kind", "service")
     search_fields = ("name", "path", "service__name")
     list_select_related = ("service",)
     fieldsets = (
         (None, {"fields": ("name", "enabled", "service", "priority")}),
         ("Match", {"fields": ("path", "path_match", "methods", "header_matchers", "query_matchers", "content_matchers")}),
         ("Rewrite", {"fields": ("path_rewrite",)}),
+        ("Access", {"fields": ("allow_anonymous", "required_permissions", "tool_permissions")}),
         ("Resilience", {"fields": ("connect_timeout", "request_timeout", "response_timeout", "idempotent_tools")}),
         ("Input safety", {"fields": ("injection_detection", "sanitization", "cors_allowed_origins")}),
     )
+
+    @admin.display(description="access")
+    def access(self, route: Route) -> str:
+        if route.allow_anonymous:
+            return "open"
+        return "permissions" if route.required_permissions or route.tool_permissions else "credential"
 
     @admin.display(description="methods")
     def method_list(self, route: Route) -> str:

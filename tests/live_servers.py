@@ -109,6 +109,8 @@ class LiveGateway:
             "GATEWAY_DEFAULT_IP_RATE_LIMIT": "0",
             "GATEWAY_STREAM_KEEPALIVE_SECONDS": "0.5",
             "PORT": str(self.port),
+            # Siblings are one gateway: one public URL, so one token issuer.
+            "GATEWAY_PUBLIC_URL": self.sibling.url if self.sibling else f"http://127.0.0.1:{self.port}",
             "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
         }
 

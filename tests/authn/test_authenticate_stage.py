@@ -22,7 +22,7 @@ from authn.stages import (
     DISABLED_KEY,
     EXPIRED_KEY,
     MALFORMED_KEY,
-    NOT_AN_API_KEY,
+    MALFORMED_BEARER,
     OWNER_INACTIVE_KEY,
     REVOKED_KEY,
     UNKNOWN_KEY,
@@ -30,6 +30,7 @@ from authn.stages import (
     authenticate,
 )
 from authn.errors import WWW_AUTHENTICATE_HEADER, challenge
+from authn.tokens import BAD_SIGNATURE
 from gateway_project import pipeline
 from gateway_project.errors import JSONRPC_CONTENT_TYPE, JSONRPC_SERVER_ERROR, PROBLEM_CONTENT_TYPE
 from gateway_project.exchange import Exchange
@@ -152,11 +153,16 @@ def test_a_valid_key_names_the_key_as_principal_and_exposes_its_permissions(alic
     assert len(exchange.on_finish) == 1
 
 
-def test_no_credential_continues_as_anonymous(rf: Any, db: Any) -> None:
-    exchange = Exchange(request=rf.get("/api/echo"))
-    assert authenticate(exchange) is None
-    assert (exchange.principal_id, exchange.api_key_id, exchange.on_finish) == ("anonymous", "", [])
-    assert permissions_for(exchange.api_key_id) == frozenset()
+def test_no_credential_on_an_open_route_continues_as_anonymous(client: Any, api: UpstreamServer) -> None:
+    assert client.get("/api/echo").status_code == 200
+    assert len(api.requests) == 1
+
+
+def test_no_credential_on_a_closed_route_gets_401(client: Any, make_route: Any, upstream: UpstreamServer) -> None:
+    make_route("/closed", upstream.url, allow_anonymous=False)
+    response = client.get("/closed/echo")
+    assert response.status_code == 401 and json.loads(response.content)["type"] == "urn:mcp-gateway:error:credential_required"
+    assert upstream.requests == []
 
 
 def test_the_same_key_in_both_headers_is_accepted(client: Any, api: UpstreamServer, alice_key: tuple[ApiKey, str]) -> None:
@@ -244,15 +250,18 @@ def test_refused_key_on_an_mcp_route_gets_a_jsonrpc_error_with_the_request_id(
 @pytest.mark.parametrize(
     ("headers", "detail"),
     [
-        # A JWT is for the JWT authentication of the next issue; until then it is refused.
-        ({"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}, NOT_AN_API_KEY),
+        # Shaped like a JWT, so verified as one: the signature is not the gateway's.
+        ({"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}, BAD_SIGNATURE),
         ({"Authorization": "Basic YWxpY2U6c2VjcmV0"}, UNSUPPORTED_SCHEME),
-        ({"Authorization": "Bearer"}, NOT_AN_API_KEY),
+        ({"Authorization": "Bearer"}, MALFORMED_BEARER),
+        ({"Authorization": "Bearer not-a-key"}, MALFORMED_BEARER),
+        # Only a Bearer token may be a JWT.
+        ({"X-API-Key": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"}, MALFORMED_KEY),
         ({"X-API-Key": ""}, MALFORMED_KEY),
         ({"X-API-Key": "not-a-key"}, MALFORMED_KEY),
     ],
 )
-def test_credentials_that_are_not_api_keys_get_401(client: Any, api: UpstreamServer, headers: dict[str, str], detail: str) -> None:
+def test_credentials_that_are_neither_keys_nor_valid_tokens_get_401(client: Any, api: UpstreamServer, headers: dict[str, str], detail: str) -> None:
     response = client.get("/api/echo", headers=headers)
     assert response.status_code == 401
     assert response[WWW_AUTHENTICATE_HEADER] == expected_challenge(detail)

@@ -34,7 +34,7 @@ def gateway_pair(tmp_path_factory: pytest.TempPathFactory, demo_server_port: int
 
 def add_route_and_wait(gateways: tuple[LiveGateway, ...], urls: list[str], kind: str = "mcp") -> str:
     path = f"/pair/{uuid.uuid4().hex[:8]}"
-    gateways[0].manage("add_route", path, *urls, "--kind", kind)
+    gateways[0].manage("add_route", path, *urls, "--kind", kind, "--open")
     for gateway in gateways:
         deadline = time.monotonic() + 10
         while urllib3.request("GET", f"{gateway.url}{path}/echo", retries=False).status == 404:

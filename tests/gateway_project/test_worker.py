@@ -268,7 +268,7 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_worker_process_once_checks_and_exits_zero(upstream: UpstreamServer, worker_env: dict[str, str]) -> None:
-    assert manage(worker_env, "add_route", "/api/orders", upstream.url, "--kind", "http").returncode == 0
+    assert manage(worker_env, "add_route", "/api/orders", upstream.url, "--kind", "http", "--open").returncode == 0
     done = manage(worker_env, "gateway_worker", "--once")
     assert done.returncode == 0, done.stderr
     assert [(r["method"], r["path"]) for r in upstream.requests] == [("GET", "/")]
@@ -278,7 +278,7 @@ def test_worker_process_once_checks_and_exits_zero(upstream: UpstreamServer, wor
 def test_worker_process_stops_cleanly_on_a_stop_signal(
     upstream: UpstreamServer, worker_env: dict[str, str], stop_signal: signal.Signals
 ) -> None:
-    assert manage(worker_env, "add_route", "/api/orders", upstream.url, "--kind", "http").returncode == 0
+    assert manage(worker_env, "add_route", "/api/orders", upstream.url, "--kind", "http", "--open").returncode == 0
     process = subprocess.Popen(
         [sys.executable, "manage.py", "gateway_worker", "--tick", "0.1"],
         cwd=PROJECT_DIR,

@@ -143,6 +143,8 @@ def route_form(service: Service, **overrides: Any) -> dict[str, Any]:
         "injection_detection": "block",
         "cors_allowed_origins": "[]",
         "sanitization": "auto",
+        "allow_anonymous": "on",
+        "required_permissions": "[]",
         "connect_timeout": "",
         "request_timeout": "",
         "response_timeout": "",
@@ -163,6 +165,7 @@ def route_form(service: Service, **overrides: Any) -> dict[str, Any]:
         ({"idempotent_tools": '"search"'}, "Give a list of tool names"),
         ({"cors_allowed_origins": '["https://app.example/path"]'}, "Give a list of origins like"),
         ({"path_rewrite": "internal"}, "A rewrite must start with /."),
+        ({"required_permissions": '["billing"]'}, "use one of route, tool, prompt, resource"),
     ],
 )
 def test_bad_route_gets_a_clear_error(admin_client: Any, overrides: dict[str, Any], message: str) -> None:
@@ -180,6 +183,17 @@ def test_route_saved_in_admin_is_served_at_once(admin_client: Any, upstream: Any
     assert response.status_code == 302
     assert Route.objects.get(name="orders").methods == ["GET"]
     assert admin_client.get("/orders/echo").status_code == 200
+
+
+def test_route_saved_in_admin_requires_a_credential_unless_opened(admin_client: Any, upstream: Any) -> None:
+    service = Service.objects.create(name="orders", kind="http")
+    Target.objects.create(service=service, url=upstream.url)
+    form = route_form(service)
+    del form["allow_anonymous"]  # an unticked checkbox is not posted
+    assert admin_client.post("/admin/routing/route/add/", form).status_code == 302
+    route = Route.objects.get(name="orders")
+    assert (route.allow_anonymous, route.tool_permissions) == (False, False)
+    assert admin_client.get("/orders/echo").status_code == 401
 
 
 def test_route_tester_shows_the_winner_and_why_others_were_skipped(admin_client: Any, make_route: Any) -> None:

@@ -33,7 +33,7 @@ def test_sse_events_arrive_before_the_next_is_sent(client: Any, make_route: Any,
 def add_live_route(live_gateway: LiveGateway, upstream: UpstreamServer, kind: str = "mcp") -> str:
     """Route a fresh path to ``upstream`` through a management command in another process."""
     path = f"/live/{uuid.uuid4().hex[:8]}"
-    live_gateway.manage("add_route", path, upstream.url, "--kind", kind)
+    live_gateway.manage("add_route", path, upstream.url, "--kind", kind, "--open")
     return path
 
 
