@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from gateway_project.errors import GatewayError, render_error
 from gateway_project.exchange import Exchange
+from performance.cache import serve_from_cache, store_in_cache
 from performance.capacity import take_capacity
 from performance.stages import record_exchange
 from routing import stages as routing_stages
@@ -73,6 +74,9 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     # Route and tool permissions, on the validated request: a call that is refused as malformed
     # is never reported as forbidden (or the reverse).
     authorization.authorize,
+    # Very last: a cached answer is served only to a request every check above let through, and
+    # its key holds the principal's grants, known only after authentication.
+    serve_from_cache,
 )
 
 # The last stage always answers: it forwards and relays the upstream's response.
@@ -84,6 +88,8 @@ ResponseStage = Callable[[Exchange, HttpResponse | StreamingHttpResponse], None]
 RESPONSE_STAGES: tuple[ResponseStage, ...] = (
     # Remembers each tool's inputSchema from tools/list answers, for validate_tool_arguments.
     tool_schemas.learn_from_answer,
+    # Last: keeps the answer exactly as the client receives it (lists already filtered).
+    store_in_cache,
 )
 
 

@@ -254,6 +254,10 @@ SILENCED_SYSTEM_CHECKS = ["security.W002", "security.W004"]
 GATEWAY_POOL_MAXSIZE = env_int("GATEWAY_POOL_MAXSIZE", GATEWAY_THREADS)
 GATEWAY_POOL_NUM_POOLS = env_int("GATEWAY_POOL_NUM_POOLS", 100)
 
+# Response cache (performance/cache.py): most answers kept at once across the gateway (LRU
+# beyond it); each route opts in, with a TTL of 5 minutes to 1 hour, in its cache policy.
+GATEWAY_CACHE_MAX_ENTRIES = env_int("GATEWAY_CACHE_MAX_ENTRIES", 10000)
+
 # --- Rate limiting (security/ratelimit.py, security/admin.py) ---
 _RATE_PATTERN = re.compile(r"^(0|[1-9][0-9]*/[0-9]*\.?[0-9]+)$")
 

@@ -27,6 +27,7 @@ from authn.sessions import (
     run_session_cleanup,
     run_session_flush,
 )
+from performance.cache import CACHE_CLEANUP_EVERY_SECONDS, run_cache_cleanup
 from routing.health import run_due_health_checks
 from security.api_keys import USAGE_FLUSH_EVERY_SECONDS, flush_usage
 
@@ -75,6 +76,8 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     # Session activity lives in the state store (sliding TTLs); the rows mirror it in bulk.
     PeriodicJob("session activity", run_session_flush, every_seconds=SESSION_FLUSH_EVERY_SECONDS),
     PeriodicJob("expired sessions", run_session_cleanup, every_seconds=SESSION_CLEANUP_EVERY_SECONDS),
+    # Cached answers past their TTL; harmless to run on every worker at once (atomic removals).
+    PeriodicJob("response cache cleanup", run_cache_cleanup, every_seconds=CACHE_CLEANUP_EVERY_SECONDS),
 )
 
 
