@@ -99,6 +99,23 @@ class Grants:
         name = _split(permission)
         return any(_matches(pattern, name) for pattern in self.patterns)
 
+    def covers_everything(self, kind: str, service: str) -> bool:
+        """Whether one grant allows ``kind:service:<item>`` whatever the item is (``*``,
+        ``tool:*``, ``tool:*:*``, ``tool:<service>:*``), so a list of that kind needs no filtering.
+
+        Only a trailing ``*`` counts as "every item": a grant that happens to match everything
+        through a glob inside a part (``tool:demo:**``) is not recognised, and the list is then
+        checked item by item, which is slower but never wrong.
+        """
+        # The parts every such permission shares; the item lands in (or after) the last one.
+        shared = _split(f"{kind}:{service}:")
+        return any(
+            pattern[-1] == WILDCARD
+            and len(pattern) <= len(shared)
+            and all(_part_matches(part, fixed) for part, fixed in zip(pattern[:-1], shared))
+            for pattern in self.patterns
+        )
+
     def names(self) -> tuple[str, ...]:
         """Every grant, sorted: what a token's ``permissions`` claim carries."""
         return tuple(sorted(self.exact | {":".join(p) for p in self.patterns}))

@@ -24,6 +24,7 @@ from routing.matching import path_matches
 from routing.snapshot import get_snapshot
 from security import stages as security_stages
 from authn import authorization, stages as authn_stages
+from authn import list_filtering
 from security import injection, sanitization, tool_schemas, validation
 from security.api_keys import enforce_api_key_limits
 from security.origin import check_origin
@@ -88,6 +89,8 @@ ResponseStage = Callable[[Exchange, HttpResponse | StreamingHttpResponse], None]
 RESPONSE_STAGES: tuple[ResponseStage, ...] = (
     # Remembers each tool's inputSchema from tools/list answers, for validate_tool_arguments.
     tool_schemas.learn_from_answer,
+    # After learning: schemas come from the whole list, the caller sees only what it may use.
+    list_filtering.filter_listed_items,
     # Last: keeps the answer exactly as the client receives it (lists already filtered).
     store_in_cache,
 )
