@@ -265,7 +265,7 @@ class Servers:
         env = self.gateway_env()
         for args in (
             ["migrate", "--noinput", "--verbosity", "0"],
-            ["add_route", "/mcp/demo", self.demo_url, "--name", "demo"],
+            ["add_route", "/mcp/demo", self.demo_url, "--name", "demo", "--open"],
         ):
             subprocess.run(
                 [sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, check=True, capture_output=True, text=True
