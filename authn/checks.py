@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 ACCESS_LIFETIME = timedelta(hours=1)
 REFRESH_LIFETIME = timedelta(days=7)
@@ -32,3 +32,19 @@ def token_lifetimes_are_fixed(app_configs: Any = None, **kwargs: Any) -> list[Ch
     if jwt_settings.get("ALGORITHM") != "HS256":
         errors.append(Error("SIMPLE_JWT['ALGORITHM'] must be HS256.", id="authn.E003"))
     return errors
+
+
+@register()
+def public_url_is_set_in_production(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The public URL is the token issuer, the audience external tokens must name, and where a
+    401 sends MCP clients; the local default is wrong for anyone but a local client."""
+    if settings.IS_PRODUCTION and settings.GATEWAY_PUBLIC_URL.startswith(("http://127.0.0.1", "http://localhost")):
+        return [
+            Warning(
+                f"GATEWAY_PUBLIC_URL is {settings.GATEWAY_PUBLIC_URL!r} with GATEWAY_ENV=production.",
+                hint="Set it to the URL clients reach the gateway at, e.g. https://mcp.example.com: it is the "
+                "issuer of the gateway's tokens and the resource named in /.well-known/oauth-protected-resource.",
+                id="authn.W001",
+            )
+        ]
+    return []

@@ -363,3 +363,12 @@ def test_other_token_lifetimes_or_algorithms_are_refused_at_start_up(name: str, 
     with override_settings(SIMPLE_JWT={**settings.SIMPLE_JWT, name: values[value]}):
         assert [error.id for error in token_lifetimes_are_fixed()] == [check_id]
     assert token_lifetimes_are_fixed() == []
+
+
+def test_a_local_public_url_is_flagged_in_production() -> None:
+    from authn.checks import public_url_is_set_in_production
+
+    with override_settings(IS_PRODUCTION=True, GATEWAY_PUBLIC_URL="http://127.0.0.1:8000"):
+        assert [warning.id for warning in public_url_is_set_in_production()] == ["authn.W001"]
+    with override_settings(IS_PRODUCTION=True, GATEWAY_PUBLIC_URL="https://mcp.example.com"):
+        assert public_url_is_set_in_production() == []
