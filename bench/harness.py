@@ -215,6 +215,8 @@ class Servers:
         self.workdir = workdir
         self.demo: ManagedProcess | None = None
         self.gateway: ManagedProcess | None = None
+        self.floor: ManagedProcess | None = None
+        self.floor_port = 0
         self.demo_port = 0
         self.gateway_port = 0
         self.gateway_threads = 0
@@ -286,12 +288,39 @@ class Servers:
         )
         wait_until_answering(f"http://127.0.0.1:{self.gateway_port}/healthz", self.gateway)
 
+    @property
+    def floor_url(self) -> str:
+        return f"http://127.0.0.1:{self.floor_port}/mcp/demo"
+
+    def start_floor(self, threads: int) -> None:
+        """The bare Django proxy (floor_proxy.py) under the gateway's server and thread count."""
+        self.stop_floor()
+        self.floor_port = free_port()
+        granian = shutil.which("granian") or str(Path(sys.executable).with_name("granian"))
+        self.floor = ManagedProcess(
+            f"floor proxy ({threads} threads)",
+            [
+                granian, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.floor_port),
+                "--workers", "1", "--blocking-threads", str(threads), "--log-level", "warning",
+                "--working-dir", str(PROJECT_DIR / "bench"), "floor_proxy:application",
+            ],
+            {**os.environ, "FLOOR_UPSTREAM": self.demo_url, "PYTHONUNBUFFERED": "1"},
+            self.workdir / f"floor-{threads}threads.log",
+        )  # fmt: skip
+        wait_until_answering(self.floor_url, self.floor)
+
+    def stop_floor(self) -> None:
+        if self.floor is not None:
+            self.floor.stop()
+            self.floor = None
+
     def stop_gateway(self) -> None:
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
 
     def stop(self) -> None:
+        self.stop_floor()
         self.stop_gateway()
         if self.demo is not None:
             self.demo.stop()
@@ -632,7 +661,7 @@ def measure(generator: Any, servers: Servers, url: str, request: BenchRequest, a
     quiet_wait = wait_for_quiet(args)
     if args.warmup > 0:
         generator.run(url, request, connections, args.warmup, args.timeout)
-    processes = {"demo": servers.demo, "gateway": servers.gateway}
+    processes = {"demo": servers.demo, "gateway": servers.gateway, "floor": servers.floor}
     before = {name: proc.cpu_ticks() for name, proc in processes.items() if proc is not None}
     busy_before = system_ticks()[0]
     log_offset = log_size(servers.gateway)

@@ -232,12 +232,14 @@ def report(results: dict[str, Any]) -> None:
         "threads x 1 worker, embedded shape, access log at INFO written to a file.\n"
     )
     if results["throughput"]:
-        print("## Direct vs through the gateway")
+        print("## Direct vs the bare Django proxy (floor) vs the gateway")
         rows = []
         for row in results["throughput"]:
-            direct, gateway = row["direct"], row["gateway"]
+            direct, floor, gateway = row["direct"], row["floor"], row["gateway"]
             ratio = gateway["rps"] / direct["rps"] if direct["rps"] else 0.0
-            for label, r in (("direct", direct), ("gateway", gateway)):
+            floor_ratio = gateway["rps"] / floor["rps"] if floor["rps"] else 0.0
+            p99_ratio = gateway["p99_ms"] / floor["p99_ms"] if floor["p99_ms"] and gateway["p99_ms"] else 0.0
+            for label, r in (("direct", direct), ("floor", floor), ("gateway", gateway)):
                 rows.append(
                     [
                         row["key"],
@@ -249,7 +251,8 @@ def report(results: dict[str, Any]) -> None:
                         fmt(r["p99_ms"]),
                         str(r["error_total"]),
                         f"{ratio:.2f}" if label == "gateway" else "",
-                        per_request_ms(r, "gateway") if label == "gateway" else "-",
+                        f"{floor_ratio:.2f} / {p99_ratio:.2f}" if label == "gateway" else "",
+                        per_request_ms(r, "gateway") if label == "gateway" else per_request_ms(r, "floor") if label == "floor" else "-",
                         per_request_ms(r, "demo"),
                         per_request_ms(r, "client"),
                         f"{r['cpu_s'].get('other', 0):.1f}",
@@ -260,13 +263,13 @@ def report(results: dict[str, Any]) -> None:
         print_table(
             [
                 "request", "conns", "target", "req/s", "all runs req/s", "p50 ms", "p99 ms", "errors",
-                "gateway/direct req/s", "gateway CPU ms/req", "demo CPU ms/req", "client CPU ms/req",
+                "gateway/direct req/s", "gateway/floor req/s / p99", "proxy CPU ms/req", "demo CPU ms/req", "client CPU ms/req",
                 "other CPU s", "connections to demo seen", "gateway log warnings",
             ],
             rows,
         )  # fmt: skip
     problems: dict[str, int] = {}
-    for figures in [row[label] for row in results["throughput"] for label in ("direct", "gateway")] + [
+    for figures in [row[label] for row in results["throughput"] for label in ("direct", "floor", "gateway")] + [
         row["load"] for row in results["streams"]
     ]:
         for kind, count in figures.get("gateway_log_problems", {}).items():
@@ -397,10 +400,10 @@ def run_throughput(generator: Any, servers: Servers, args: argparse.Namespace) -
         plan.append(("add", args.latency_connections))
     for key, connections in plan:
         request = REQUESTS[key]
-        runs: dict[str, list[LoadResult]] = {"direct": [], "gateway": []}
+        runs: dict[str, list[LoadResult]] = {"direct": [], "floor": [], "gateway": []}
         # Direct and gateway runs alternate, so a burst of load from elsewhere hits both alike.
         for repeat in range(args.repeat):
-            for label, url in (("direct", servers.demo_url), ("gateway", servers.gateway_url)):
+            for label, url in (("direct", servers.demo_url), ("floor", servers.floor_url), ("gateway", servers.gateway_url)):
                 log(f"{request.title}, {connections} connections, {label} (run {repeat + 1}/{args.repeat})")
                 result = measure(generator, servers, url, request, args, connections)
                 runs[label].append(result)
@@ -414,6 +417,7 @@ def run_throughput(generator: Any, servers: Servers, args: argparse.Namespace) -
                 "key": key,
                 "connections": connections,
                 "direct": median_run(runs["direct"]),
+                "floor": median_run(runs["floor"]),
                 "gateway": median_run(runs["gateway"]),
             }
         )
@@ -598,10 +602,12 @@ def run(args: argparse.Namespace, workdir: Path, servers: Servers) -> dict[str, 
     servers.start_demo()
     log(f"starting the gateway ({args.gateway_threads} threads)")
     servers.start_gateway(args.gateway_threads)
+    log(f"starting the bare Django proxy floor ({args.gateway_threads} threads, same server)")
+    servers.start_floor(args.gateway_threads)
     for key in args.request_keys:
-        verify(servers.demo_url, REQUESTS[key])
-        verify(servers.gateway_url, REQUESTS[key])
-    log("both answer every request with a JSON-RPC result")
+        for url in (servers.demo_url, servers.floor_url, servers.gateway_url):
+            verify(url, REQUESTS[key])
+    log("all three answer every request with a JSON-RPC result")
     if not args.no_throughput:
         results["throughput"] = run_throughput(generator, servers, args)
     if args.py_spy:

@@ -21,12 +21,14 @@ def record_exchange(exchange: Exchange) -> None:
     target = exchange.target.url if exchange.target else "-"
     rpc = exchange.rpc.method if exchange.rpc and exchange.rpc.method else "-"
     access_log.info(
-        'method=%s path=%s route=%s target=%s rpc=%s status=%s duration_ms=%.1f bytes=%d attempts=%d error=%s',
+        'method=%s path=%s route=%s target=%s rpc=%s principal=%s status=%s duration_ms=%.1f bytes=%d attempts=%d '
+        'error=%s',
         request.method,
         json.dumps(request.path),  # quoted and escaped: a path cannot forge log lines
         route,
         target,
         rpc,
+        exchange.principal.id,  # who, never their credential
         exchange.status,
         exchange.elapsed_ms(),
         exchange.bytes_sent,

@@ -17,6 +17,7 @@ from performance.pools import close_all_pools
 from routing.balancing import latencies
 from routing.config_version import mark_local_snapshot_stale
 from routing.retries import retry_budget
+from security.tool_schemas import tool_schemas
 from gateway_project.state.degraded import reset_log_throttle
 from tests.gateway_project.conftest import CLOSED_REDIS_URL, Backend
 from tests.live_servers import LiveGateway, free_port, start_demo_server
@@ -29,6 +30,8 @@ def isolated_state() -> Iterator[None]:
     prefix = f"gwtest:{uuid.uuid4().hex[:12]}:"
     latencies.clear()
     retry_budget.clear()
+    # Learned per route id, and ids are reused once a test's rows are rolled back.
+    tool_schemas.clear()
     with override_settings(GATEWAY_STATE_PREFIX=prefix):
         reset_state_store()
         mark_local_snapshot_stale()

@@ -372,3 +372,13 @@ def test_a_local_public_url_is_flagged_in_production() -> None:
         assert [warning.id for warning in public_url_is_set_in_production()] == ["authn.W001"]
     with override_settings(IS_PRODUCTION=True, GATEWAY_PUBLIC_URL="https://mcp.example.com"):
         assert public_url_is_set_in_production() == []
+
+
+def test_the_access_log_names_the_principal_never_the_token(
+    client: Any, alice: User, api: UpstreamServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    access = login(client)["access"]
+    with caplog.at_level("INFO", logger="gateway.access"):
+        client.get("/api/echo", headers=bearer(access))
+    line = caplog.records[-1].getMessage()
+    assert f"principal=user:{alice.pk} " in line and access not in line
