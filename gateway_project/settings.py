@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "security",
     "performance",
     "authn",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -265,6 +266,17 @@ GATEWAY_POOL_NUM_POOLS = env_int("GATEWAY_POOL_NUM_POOLS", 100)
 # Response cache (performance/cache.py): most answers kept at once across the gateway (LRU
 # beyond it); each route opts in, with a TTL of 5 minutes to 1 hour, in its cache policy.
 GATEWAY_CACHE_MAX_ENTRIES = env_int("GATEWAY_CACHE_MAX_ENTRIES", 10000)
+
+# --- Metrics and alerts (monitoring/) ---
+# How often each gateway process moves its request metrics into the state store; also the width
+# of one point of the dashboard's time series (1..300 s, check monitoring.E001).
+GATEWAY_METRICS_INTERVAL_SECONDS = env_int("GATEWAY_METRICS_INTERVAL_SECONDS", 10)
+# A bearer token that may read /metrics (a Prometheus scraper); empty: staff sessions only.
+GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")
+# Each serving process flushes its metrics from a thread of its own (started on its first
+# exchange); tests switch it off and flush by hand.
+GATEWAY_METRICS_BACKGROUND_FLUSH = env_bool("GATEWAY_METRICS_BACKGROUND_FLUSH", True)
+# --- end metrics ---
 
 # --- Rate limiting (security/ratelimit.py, security/admin.py) ---
 _RATE_PATTERN = re.compile(r"^(0|[1-9][0-9]*/[0-9]*\.?[0-9]+)$")

@@ -5,12 +5,14 @@ from django.urls import path, re_path
 
 from authn import views as authn_views
 from gateway_project import health
+from monitoring import views as monitoring_views
 from routing.views import proxy
 from security import admin as security_admin
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     # Before the admin's own URLs: the login form is rate-limited per IP (django-ratelimit).
     path("admin/login/", security_admin.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),

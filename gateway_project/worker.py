@@ -27,6 +27,7 @@ from authn.sessions import (
     run_session_cleanup,
     run_session_flush,
 )
+from monitoring.alerts import ALERT_EVALUATION_EVERY_SECONDS, run_alert_evaluation
 from performance.cache import CACHE_CLEANUP_EVERY_SECONDS, run_cache_cleanup
 from routing.health import run_due_health_checks
 from security.api_keys import USAGE_FLUSH_EVERY_SECONDS, flush_usage
@@ -78,6 +79,9 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob("expired sessions", run_session_cleanup, every_seconds=SESSION_CLEANUP_EVERY_SECONDS),
     # Cached answers past their TTL; harmless to run on every worker at once (atomic removals).
     PeriodicJob("response cache cleanup", run_cache_cleanup, every_seconds=CACHE_CLEANUP_EVERY_SECONDS),
+    # Alert rules against the metrics every gateway process flushes (each process flushes its own,
+    # from a thread of its own: monitoring/flush.py); a lease makes one worker evaluate.
+    PeriodicJob("alert evaluation", run_alert_evaluation, every_seconds=ALERT_EVALUATION_EVERY_SECONDS),
 )
 
 

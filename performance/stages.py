@@ -6,6 +6,7 @@ import json
 import logging
 
 from gateway_project.exchange import Exchange
+from monitoring.stages import record_metrics
 
 access_log = logging.getLogger("gateway.access")
 
@@ -35,3 +36,4 @@ def record_exchange(exchange: Exchange) -> None:
         exchange.attempts,
         exchange.error_code or "-",
     )
+    record_metrics(exchange)  # in-process counts for /metrics and alerts; never raises

@@ -32,7 +32,8 @@ def isolated_state() -> Iterator[None]:
     retry_budget.clear()
     # Learned per route id, and ids are reused once a test's rows are rolled back.
     tool_schemas.clear()
-    with override_settings(GATEWAY_STATE_PREFIX=prefix):
+    # No metrics flusher thread in the test process: tests that need a flush call it.
+    with override_settings(GATEWAY_STATE_PREFIX=prefix, GATEWAY_METRICS_BACKGROUND_FLUSH=False):
         reset_state_store()
         mark_local_snapshot_stale()
         yield
