@@ -114,6 +114,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "django_filters",
     "corsheaders",
     "gateway_project",
     "routing",
@@ -258,10 +260,29 @@ SILENCED_SYSTEM_CHECKS = [
 ]
 # --- end of CORS and security headers --------------------------------------------------------
 
-# Upstream connection pools.
-# One pooled connection per thread that may talk to the same upstream at once.
+# Upstream connection pools (performance/pools.py): one per target origin, in each process.
+# Most connections to one origin at once. Every open event stream holds one for its whole life,
+# so the default is the thread count: the in-flight cap (GATEWAY_MAX_IN_FLIGHT, below it) is
+# always reached first, and hundreds of open streams to one upstream never starve its calls.
 GATEWAY_POOL_MAXSIZE = env_int("GATEWAY_POOL_MAXSIZE", GATEWAY_THREADS)
+# Closing idle connections leaves this many of the most recently used open per origin. Nothing
+# is opened in advance; 0 lets a target the gateway stopped calling end with no socket at all.
+GATEWAY_POOL_MIN_IDLE = env_int("GATEWAY_POOL_MIN_IDLE", 0)
+# A connection unused this long is closed rather than reused (upstreams and middleboxes drop
+# long-idle connections; reusing one that died mid-request would fail the request).
+GATEWAY_POOL_IDLE_TIMEOUT_SECONDS = env_float("GATEWAY_POOL_IDLE_TIMEOUT_SECONDS", 300.0)
+# With every connection to an origin in use, a request waits this long for one, then gets a
+# 503 with Retry-After rather than hanging.
+GATEWAY_POOL_ACQUIRE_TIMEOUT_SECONDS = env_float("GATEWAY_POOL_ACQUIRE_TIMEOUT_SECONDS", 5.0)
+# How often each process's sweeper thread closes expired idle connections and those the
+# upstream closed. 0: no thread; they are then only checked when a request takes one.
+GATEWAY_POOL_VALIDATION_INTERVAL_SECONDS = env_float("GATEWAY_POOL_VALIDATION_INTERVAL_SECONDS", 30.0)
+# Upstream origins pooled at once; beyond it the least recently used pool is closed.
 GATEWAY_POOL_NUM_POOLS = env_int("GATEWAY_POOL_NUM_POOLS", 100)
+if GATEWAY_POOL_MAXSIZE < 1 or GATEWAY_POOL_MIN_IDLE < 0 or GATEWAY_POOL_NUM_POOLS < 1:
+    raise ImproperlyConfigured("GATEWAY_POOL_MAXSIZE and GATEWAY_POOL_NUM_POOLS must be at least 1, GATEWAY_POOL_MIN_IDLE at least 0")
+if min(GATEWAY_POOL_IDLE_TIMEOUT_SECONDS, GATEWAY_POOL_ACQUIRE_TIMEOUT_SECONDS, GATEWAY_POOL_VALIDATION_INTERVAL_SECONDS) < 0:
+    raise ImproperlyConfigured("GATEWAY_POOL_*_SECONDS must not be negative")
 
 # Response cache (performance/cache.py): most answers kept at once across the gateway (LRU
 # beyond it); each route opts in, with a TTL of 5 minutes to 1 hour, in its cache policy.
@@ -348,6 +369,53 @@ GATEWAY_AUTH_REFRESH_RATE_LIMIT = env_str("GATEWAY_AUTH_REFRESH_RATE_LIMIT", "30
 GATEWAY_JWKS_CACHE_SECONDS = env_int("GATEWAY_JWKS_CACHE_SECONDS", 3600)
 GATEWAY_JWKS_REFRESH_COOLDOWN_SECONDS = env_float("GATEWAY_JWKS_REFRESH_COOLDOWN_SECONDS", 30.0)
 # --- end authentication ---
+
+# --- REST API (/api/v1/: gateway_project/api.py, api_urls.py; docs/api.md) ------------------
+# Requests per principal (user, API key; the client IP for anyone else) to the REST API, in
+# DRF's rate syntax: "600/min", "20/s", "10000/day". Counted in Django's cache (Redis when set).
+GATEWAY_API_RATE_LIMIT = env_str("GATEWAY_API_RATE_LIMIT", "600/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", GATEWAY_API_RATE_LIMIT):
+    raise ImproperlyConfigured(f'GATEWAY_API_RATE_LIMIT must look like "600/min" (or /s, /h, /day), got {GATEWAY_API_RATE_LIMIT!r}')
+REST_FRAMEWORK = {
+    # JWT first: its Bearer challenge is the WWW-Authenticate of every 401 (DRF asks the first
+    # class). Sessions are for staff signed in to the admin, browsing the API and its docs.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "gateway_project.api.GatewayJWTAuthentication",
+        "gateway_project.api.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["gateway_project.api.IsStaffOrGrantedKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["gateway_project.api.PrincipalRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "gateway_project.api.GatewayPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # JSON only (the config endpoint adds YAML): one body format to validate and to document.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    # Every error as problem+json (RFC 9457), like the rest of the gateway.
+    "EXCEPTION_HANDLER": "gateway_project.api.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MCP gateway API",
+    "DESCRIPTION": "Configure the gateway: services, targets, routes, policies, keys and sessions. "
+    "Errors are application/problem+json (RFC 9457).",
+    "VERSION": "1",
+    # Separate request and response components: read-only fields (ids, timestamps, key
+    # prefixes) are not offered as inputs, so clients and fuzzers see what may really be sent.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and docs are read like any other endpoint: staff, or a key holding api:read.
+    "SERVE_PERMISSIONS": ["gateway_project.api.IsStaffOrGrantedKey"],
+    "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "gateway_project.api_docs.document_problem_responses",
+    ],
+}
+# --- end REST API ----------------------------------------------------------------------------
 
 # The first admin user, created by `manage.py ensure_admin` (a password is generated if empty).
 GATEWAY_ADMIN_USER = env_str("GATEWAY_ADMIN_USER", "admin")

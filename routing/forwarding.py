@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import urllib3
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, TimeoutError
+from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, HTTPError, NewConnectionError, TimeoutError
 
 from gateway_project.errors import UpstreamConnectFailed, UpstreamConnectTimeout, UpstreamTimeout, UpstreamUnavailable
 from gateway_project.exchange import Exchange
-from performance.pools import release, upstream_pool
+from performance.pools import pool_exhausted, release, upstream_pool
 from routing.conf import routing_settings
 from routing.snapshot import RouteConfig, TargetConfig
 
@@ -119,6 +119,8 @@ def open_upstream(exchange: Exchange, route: RouteConfig, target: TargetConfig) 
         raise UpstreamConnectTimeout(f"Connecting to the upstream of {service.name} timed out") from exc
     except TimeoutError as exc:
         raise UpstreamTimeout(f"The upstream of {service.name} did not answer in time") from exc
+    except EmptyPoolError as exc:  # the gateway's own limit: not the target's failure (503)
+        raise pool_exhausted(service.name) from exc
     except HTTPError as exc:
         raise UpstreamUnavailable(f"The upstream of {service.name} failed: {type(exc).__name__}") from exc
     _use_response_timeout(response, route.response_timeout)
