@@ -37,6 +37,9 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     # Run once when the exchange is over (for a stream: when it closes), before recording.
     on_finish: list[Callable[[], None]] = field(default_factory=list)
+    # Refusals answer as JSON-RPC errors even on a plain HTTP route: set for a JSON-RPC batch
+    # and each of its items (performance/batching.py), whose caller speaks JSON-RPC.
+    jsonrpc_errors: bool = False
 
     @property
     def is_mcp(self) -> bool:

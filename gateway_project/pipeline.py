@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from gateway_project.errors import GatewayError, render_error
 from gateway_project.exchange import Exchange
+from performance.batching import dispatch_batch
 from performance.cache import serve_from_cache, store_in_cache
 from performance.capacity import take_capacity
 from performance.stages import record_exchange
@@ -51,6 +52,10 @@ REQUEST_STAGES: tuple[Stage, ...] = (
     enforce_default_ip_limit,
     # Before matching: a route chosen by a lying Mcp-Name header would be the wrong route.
     security_stages.reject_header_body_mismatch,
+    # Before matching: a batch is an envelope, never routed itself. Each item runs this whole
+    # pipeline on its own (routed, authenticated, limited, authorized), so the stages below only
+    # ever see single calls.
+    dispatch_batch,
     routing_stages.find_route,
     # Who is asking (API key -> principal). After matching, so an unknown path is a 404, not a
     # 401; before every stage that limits or binds by principal.
@@ -104,8 +109,10 @@ class GatewayInternalError(GatewayError):
     title = "The gateway failed to handle this request"
 
 
-def handle(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    exchange = Exchange(request=request)
+def handle(request: HttpRequest, *, jsonrpc_errors: bool = False) -> HttpResponse | StreamingHttpResponse:
+    """Run the pipeline on ``request``; ``jsonrpc_errors`` for a JSON-RPC batch item, whose
+    refusals must be JSON-RPC errors whatever the route."""
+    exchange = Exchange(request=request, jsonrpc_errors=jsonrpc_errors)
     try:
         response = _run_stages(exchange)
     except GatewayError as error:
@@ -153,6 +160,8 @@ def _render(exchange: Exchange, error: GatewayError) -> HttpResponse:
 
 def _caller_speaks_jsonrpc(exchange: Exchange) -> bool:
     """MCP route callers get JSON-RPC errors, also when refused before the route was matched."""
+    if exchange.jsonrpc_errors:
+        return True
     if exchange.route is not None:
         return exchange.is_mcp
     try:

@@ -284,6 +284,18 @@ if GATEWAY_POOL_MAXSIZE < 1 or GATEWAY_POOL_MIN_IDLE < 0 or GATEWAY_POOL_NUM_POO
 if min(GATEWAY_POOL_IDLE_TIMEOUT_SECONDS, GATEWAY_POOL_ACQUIRE_TIMEOUT_SECONDS, GATEWAY_POOL_VALIDATION_INTERVAL_SECONDS) < 0:
     raise ImproperlyConfigured("GATEWAY_POOL_*_SECONDS must not be negative")
 
+# JSON-RPC batches (performance/batching.py): items per batch, how long the batch waits for its
+# items' answers (a late item gets its own timeout error), and the threads running items.
+GATEWAY_BATCH_MAX_ITEMS = env_int("GATEWAY_BATCH_MAX_ITEMS", 10)
+GATEWAY_BATCH_TIMEOUT_SECONDS = env_float("GATEWAY_BATCH_TIMEOUT_SECONDS", 1.0)
+GATEWAY_BATCH_WORKERS = env_int("GATEWAY_BATCH_WORKERS", 32)
+# Micro-batching toward upstreams that accept batches (routes opt in): collect for at most this
+# long or this many calls, then send one batch.
+GATEWAY_MICROBATCH_WINDOW_SECONDS = env_float("GATEWAY_MICROBATCH_WINDOW_SECONDS", 0.1)
+GATEWAY_MICROBATCH_MAX_ITEMS = env_int("GATEWAY_MICROBATCH_MAX_ITEMS", 10)
+# Threads asking a fan-out route's services at once (performance/fanout.py).
+GATEWAY_FANOUT_WORKERS = env_int("GATEWAY_FANOUT_WORKERS", 32)
+
 # Response cache (performance/cache.py): most answers kept at once across the gateway (LRU
 # beyond it); each route opts in, with a TTL of 5 minutes to 1 hour, in its cache policy.
 GATEWAY_CACHE_MAX_ENTRIES = env_int("GATEWAY_CACHE_MAX_ENTRIES", 10000)

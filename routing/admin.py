@@ -152,6 +152,7 @@ class RouteAdmin(admin.ModelAdmin):
         ("Access", {"fields": ("allow_anonymous", "required_permissions", "tool_permissions")}),
         ("Resilience", {"fields": ("connect_timeout", "request_timeout", "response_timeout", "idempotent_tools")}),
         ("Input safety", {"fields": ("injection_detection", "sanitization", "cors_allowed_origins")}),
+        ("Batching and fan-out", {"fields": ("upstream_batching", "fanout", "fanout_services")}),
     )
 
     @admin.display(description="access")

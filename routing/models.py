@@ -32,6 +32,7 @@ CONTENT_FIELDS = frozenset({"method", "name", "uri"})
 class ServiceKind(models.TextChoices):
     MCP = "mcp", "MCP server (Streamable HTTP)"
     HTTP = "http", "Plain HTTP API"
+    # No targets: the gateway itself serves it, aggregating MCP services (federation app).
 
 
 class LoadBalancingPolicy(models.TextChoices):
@@ -58,6 +59,17 @@ class SanitizationMode(models.TextChoices):
     AUTO = "auto", "Auto: escape on HTTP routes, off on MCP routes"
     ESCAPE = "escape", "HTML-escape string inputs"
     OFF = "off", "Off (forward byte-exact)"
+
+
+class FanoutStrategy(models.TextChoices):
+    NONE = "", "None: the route's own service answers"
+    FIRST = "first", "First: every service is asked, the first successful answer wins (hedging)"
+    LAST = "last", "Last: every service is asked, the last successful answer wins"
+    MERGE = "merge", "Merge: list methods answer the union of every service's list (MCP)"
+
+
+# Separates a service's name from its tool or prompt name in a merged list ("search__lookup").
+MERGED_NAME_SEPARATOR = "__"
 
 
 class Service(models.Model):
@@ -259,6 +271,30 @@ class Route(models.Model):
         blank=True,
         help_text='MCP tools safe to call twice, so a failed call may be retried, e.g. ["search"].',
     )
+    upstream_batching = models.BooleanField(
+        "batch calls toward the upstream",
+        default=False,
+        help_text="JSON-RPC calls bound for the same target within a short window (by default 0.1 s, at most 10 calls) are "
+        "sent as one JSON-RPC batch, and each caller gets its own answer. Only for upstreams that accept batches "
+        "and answer them with a JSON array.",
+    )
+    fanout = models.CharField(
+        "fan-out",
+        max_length=8,
+        choices=FanoutStrategy.choices,
+        default=FanoutStrategy.NONE,
+        blank=True,
+        help_text="Ask the route's service and the fan-out services at once. First and last send every request to "
+        "every service: use them for calls that are harmless to repeat. Merge asks every service only for lists "
+        "(and resources/read), and sends a tool or prompt call to the one service its prefixed name names.",
+    )
+    fanout_services = models.JSONField(
+        "fan-out services",
+        default=list,
+        blank=True,
+        help_text='Services asked together with the route\'s own, in this order, e.g. ["search-eu", "search-us"]. '
+        f"Merged tool and prompt names become <service>{MERGED_NAME_SEPARATOR}<name>.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -299,8 +335,35 @@ class Route(models.Model):
             errors["required_permissions"] = permissions_problem
         if not isinstance(self.idempotent_tools, list) or not all(isinstance(t, str) for t in self.idempotent_tools):
             errors["idempotent_tools"] = 'Give a list of tool names, e.g. ["search"].'
+        errors.update(self._fanout_problems())
         if errors:
             raise ValidationError(errors)
+
+
+    def _fanout_problems(self) -> dict[str, str]:
+        """What makes the fan-out settings unusable, by field, in words an operator can act on."""
+        names = self.fanout_services
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            return {"fanout_services": 'Give a list of service names, e.g. ["search-eu", "search-us"].'}
+        if not self.fanout:
+            return {"fanout_services": "Choose a fan-out strategy, or leave this list empty."} if names else {}
+        if not names:
+            return {"fanout_services": "Name at least one service to ask together with the route's own."}
+        if len(set(names)) != len(names):
+            return {"fanout_services": "Name each service once."}
+        own = self.service if self.service_id else None
+        if own is not None and own.name in names:
+            return {"fanout_services": f"{own.name} is the route's own service; it is always asked."}
+        found = {service.name: service for service in Service.objects.filter(name__in=names)}
+        missing = [name for name in names if name not in found]
+        if missing:
+            return {"fanout_services": f"No service is named {', '.join(missing)}."}
+        kinds = {service.kind for service in found.values()} | ({own.kind} if own is not None else set())
+        if len(kinds) > 1:
+            return {"fanout_services": "The route's service and its fan-out services must all be of one kind."}
+        if self.fanout == FanoutStrategy.MERGE and kinds != {ServiceKind.MCP}:
+            return {"fanout": "Merging lists is for MCP services (tools/list, prompts/list, resources/list)."}
+        return {}
 
 
 class ConfigRevision(models.Model):

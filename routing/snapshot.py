@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -97,6 +98,9 @@ class RouteConfig:
     required_permissions: tuple[str, ...]
     tool_permissions: bool
     service: ServiceConfig
+    upstream_batching: bool = False  # calls micro-batched toward the target (performance/microbatch.py)
+    fanout: str = ""  # "" | first | last | merge (performance/fanout.py)
+    fanout_services: tuple[ServiceConfig, ...] = ()  # asked together with ``service``, in the operator's order
 
     @property
     def precedence(self) -> tuple[int, int, int, int, str]:
@@ -166,7 +170,9 @@ def _resolved_sanitization(mode: str, kind: str) -> str:
     return SanitizationMode.OFF if kind == ServiceKind.MCP else SanitizationMode.ESCAPE
 
 
-def route_config(route: Route, service: ServiceConfig) -> RouteConfig:
+def route_config(
+    route: Route, service: ServiceConfig, services_by_name: Mapping[str, ServiceConfig] | None = None
+) -> RouteConfig:
     """Compile one route row: matchers and path pattern once here, never per request."""
     return RouteConfig(
         id=route.id,
@@ -191,22 +197,40 @@ def route_config(route: Route, service: ServiceConfig) -> RouteConfig:
         required_permissions=tuple(route.required_permissions or ()),
         tool_permissions=route.tool_permissions,
         service=service,
+        upstream_batching=route.upstream_batching,
+        fanout=route.fanout,
+        fanout_services=_fanout_services(route, services_by_name or {}),
     )
+
+
+def _fanout_services(route: Route, services_by_name: Mapping[str, ServiceConfig]) -> tuple[ServiceConfig, ...]:
+    """The named services that exist; one deleted or renamed since the route was saved is left
+    out (and logged) rather than failing the whole snapshot."""
+    if not route.fanout:
+        return ()
+    found = []
+    for name in route.fanout_services or ():
+        if name in services_by_name:
+            found.append(services_by_name[name])
+        else:
+            logger.warning("route %s fans out to %r, which is no longer a service; it is skipped", route.name, name)
+    return tuple(found)
 
 
 def build_snapshot() -> Snapshot:
     """Read every enabled route with its service and targets (three queries)."""
     services = {s.id: service_config(s) for s in Service.objects.prefetch_related("targets")}
+    services_by_name = {s.name: s for s in services.values()}
     routes = []
     for route in Route.objects.filter(enabled=True):
         try:
-            routes.append(route_config(route, services[route.service_id]))
+            routes.append(route_config(route, services[route.service_id], services_by_name))
         except ValueError:  # saved around validation (raw ORM): one bad route must not stop all
             logger.exception("route %s has an invalid matcher and is ignored", route.name)
     routes.sort(key=lambda r: r.precedence)
     return Snapshot(
         routes=tuple(routes),
-        services={s.name: s for s in services.values()},
+        services=services_by_name,
         uses_header_matchers=any(r.header_matchers for r in routes),
     )
 

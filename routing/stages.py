@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import urllib3
 from django.http import HttpResponse, StreamingHttpResponse
 
 from gateway_project.errors import (
@@ -23,6 +24,7 @@ from gateway_project.errors import (
 from gateway_project.exchange import Exchange
 from gateway_project.state import StateStoreUnavailable
 from gateway_project.state.degraded import note_state_store_down
+from performance import fanout, microbatch
 from performance.pools import discard
 from routing import circuit, health
 from routing.affinity import SESSION_HEADER, bound_target, remember_session
@@ -75,6 +77,8 @@ def forward(exchange: Exchange) -> HttpResponse | StreamingHttpResponse:
     """The terminal stage: attempt, and retry where safe, until an answer can be relayed."""
     route = exchange.route
     assert route is not None
+    if route.fanout:  # several services asked at once, one answer (performance/fanout.py)
+        return fanout.forward_to_all(exchange, forward)
     session_target = bound_target(exchange)  # legacy sessions stay on their target
     retry_budget.record_request(route.service.id)
     tried: set[int] = set()
@@ -148,7 +152,7 @@ def _call_target(
         admission = circuit.ADMITTED_CLOSED
     started = time.perf_counter()
     try:
-        upstream = open_upstream(exchange, route, target)
+        upstream = _open_upstream(exchange, route, target)
     except (UpstreamUnavailable, UpstreamTimeout) as error:
         _count_failure(service, target, admission)
         raise _AttemptFailed(error, request_sent=not isinstance(error, NOTHING_SENT_ERRORS)) from None
@@ -170,6 +174,14 @@ def _call_target(
     except (UpstreamUnavailable, UpstreamTimeout) as error:  # a complete answer broke off unrelayed
         _count_failure(service, target, admission)
         raise _AttemptFailed(error, request_sent=True) from None
+
+
+def _open_upstream(exchange: Exchange, route: RouteConfig, target: TargetConfig) -> urllib3.BaseHTTPResponse:
+    """The call alone, or sent together with other callers' in one upstream JSON-RPC batch on a
+    route that opted in (performance/microbatch.py); either way, this call's own answer."""
+    if microbatch.joins_micro_batch(exchange, route):
+        return microbatch.open_in_micro_batch(exchange, route, target)
+    return open_upstream(exchange, route, target)
 
 
 def _count_failure(service: ServiceConfig, target: TargetConfig, admission: circuit.Admission) -> None:
