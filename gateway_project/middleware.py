@@ -51,7 +51,7 @@ class OperatorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path.startswith(self.prefixes):
-            return self.operator_chain(request)  # type: ignore[no-any-return]
+            return self.operator_chain(request)
         # CommonMiddleware is what made every request validate its Host against ALLOWED_HOSTS
         # (DNS-rebinding protection); proxied requests keep that check: DisallowedHost -> 400.
         request.get_host()
@@ -63,7 +63,7 @@ class OperatorMiddleware:
         for middleware in self.inner:
             hook = getattr(middleware, "process_view", None)
             if hook is not None and (response := hook(request, view, args, kwargs)) is not None:
-                return response  # type: ignore[no-any-return]
+                return response
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
@@ -72,5 +72,5 @@ class OperatorMiddleware:
         for middleware in reversed(self.inner):
             hook = getattr(middleware, "process_exception", None)
             if hook is not None and (response := hook(request, exception)) is not None:
-                return response  # type: ignore[no-any-return]
+                return response
         return None
