@@ -381,8 +381,13 @@ def remove_expired_entries() -> int:
 
 
 def run_cache_cleanup() -> None:
-    """The worker's periodic job: expired entries go, so they hold no memory until touched."""
-    removed = remove_expired_entries()
+    """The worker's periodic job: expired entries go, so they hold no memory until touched.
+    While Redis is down there is nothing to clean: a throttled warning, not a failed job."""
+    try:
+        removed = remove_expired_entries()
+    except StateStoreUnavailable as exc:
+        note_state_store_down("response cache cleanup", exc)
+        return
     if removed:
         logger.debug("response cache: %d expired entries removed", removed)
 
