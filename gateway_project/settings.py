@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "performance",
     "authn",
     "monitoring",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import path, re_path
 
 from authn import views as authn_views
+from dashboard import views as dashboard_views
 from gateway_project import health
 from monitoring import views as monitoring_views
 from routing.views import proxy
@@ -16,6 +17,8 @@ urlpatterns = [
     # Before the admin's own URLs: the login form is rate-limited per IP (django-ratelimit).
     path("admin/login/", security_admin.admin_login, name="admin_login"),
     path("admin/", admin.site.urls),
+    path("dashboard/", dashboard_views.dashboard, name="dashboard"),
+    path("dashboard/data.json", dashboard_views.dashboard_data, name="dashboard_data"),
     path("api/v1/auth/token/", authn_views.obtain_token, name="auth_token"),
     path("api/v1/auth/token/refresh/", authn_views.refresh_token, name="auth_token_refresh"),
     path("api/v1/auth/logout/", authn_views.logout, name="auth_logout"),
