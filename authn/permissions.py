@@ -6,6 +6,8 @@ A permission names one thing a principal may use, ``kind:service:item`` or ``kin
     tool:<service>:<tool>           call one MCP tool (and see it in tools/list)
     prompt:<service>:<prompt>       get one prompt (and see it in prompts/list)
     resource:<service>:<uri>        read one resource (and see it in resources/list)
+    api:read, api:write             an API key's use of the REST API (/api/v1/): reading, and
+                                    writing when the key's owner is staff (gateway_project/api.py)
 
 A grant is a permission or a pattern over one: ``*`` as a whole part matches that part, a
 ``*`` inside a part is a glob (``search_*``), and a ``*`` as the last part matches everything
@@ -25,7 +27,7 @@ from collections.abc import Iterable
 
 MAX_PARTS = 3
 WILDCARD = "*"
-KINDS = ("route", "tool", "prompt", "resource")
+KINDS = ("route", "tool", "prompt", "resource", "api")
 
 
 def route_permission(route_name: str) -> str:

@@ -1,7 +1,7 @@
 """The gateway's own endpoints first; every other path falls through to the proxy."""
 
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from authn import views as authn_views
 from dashboard import views as dashboard_views
@@ -25,6 +25,8 @@ urlpatterns = [
     # RFC 9728: the bare document, and the form with the resource's path appended.
     path(".well-known/oauth-protected-resource", authn_views.protected_resource_metadata),
     re_path(r"^\.well-known/oauth-protected-resource/(?P<resource_path>.*)$", authn_views.protected_resource_metadata),
+    # The REST API, after /api/v1/auth/ (its own 404 answers every other /api/v1/ path).
+    path("api/v1/", include("gateway_project.api_urls")),
     # Last: the catch-all. Anything above wins; everything else is a proxied request.
     re_path(r"^(?P<path>.*)$", proxy, name="proxy"),
 ]
