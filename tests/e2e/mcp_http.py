@@ -173,7 +173,7 @@ def access_lines(log_text: str, *, rpc: str, status: int, demo_port: int, method
     """Access-log lines of requests to /mcp/demo forwarded to the demo server."""
     pattern = re.compile(
         rf'gateway\.access method={method} path="/mcp/demo" route=demo '
-        rf"target=http://127\.0\.0\.1:{demo_port}/mcp rpc={re.escape(rpc)} status={status} "
+        rf"target=http://127\.0\.0\.1:{demo_port}/mcp rpc={re.escape(rpc)} principal=\S+ status={status} "
     )
     return [line for line in log_text.splitlines() if pattern.search(line)]
 
