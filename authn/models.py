@@ -77,6 +77,19 @@ class GatewaySession(models.Model):
         return f"session {self.id[:8]}… of {self.user}"
 
 
+ACCEPTED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
+ALGORITHMS_MESSAGE = (
+    f"Give a list drawn from {', '.join(sorted(ACCEPTED_ALGORITHMS))} (no HS*: a secret shared with the provider "
+    "would let anyone holding it mint tokens)."
+)
+
+
+def is_algorithm_list(value: object) -> bool:
+    """Whether ``value`` is a JSON list of accepted algorithm names. The type is checked before
+    membership: a JSON field may hold objects or lists, which a set lookup cannot hash."""
+    return isinstance(value, list) and all(isinstance(name, str) and name in ACCEPTED_ALGORITHMS for name in value)
+
+
 class IdentityProvider(models.Model):
     """An external OAuth 2.1 / OIDC issuer whose access tokens the gateway accepts."""
 
@@ -120,12 +133,8 @@ class IdentityProvider(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        allowed = {"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"}
-        if not isinstance(self.algorithms, list) or not set(self.algorithms) <= allowed:
-            errors["algorithms"] = (
-                f"Give a list drawn from {', '.join(sorted(allowed))} (no HS*: a secret shared with the provider "
-                "would let anyone holding it mint tokens)."
-            )
+        if not is_algorithm_list(self.algorithms):
+            errors["algorithms"] = ALGORITHMS_MESSAGE
         if not isinstance(self.role_map, dict) or not all(
             isinstance(v, (str, list)) for v in self.role_map.values()
         ):

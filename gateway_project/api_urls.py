@@ -1,10 +1,9 @@
 """``/api/v1/``: every app's REST endpoints, the OpenAPI schema and the docs.
 
 Each app owns its serializers and views (``routing/api.py``, ``security/api.py``,
-``authn/api.py``, ``performance/api.py``); this module only puts them at their paths. The
-token endpoints (``/api/v1/auth/…``) are plain Django views listed in ``urls.py``.
-
-Alert rules and metrics belong to the ``monitoring`` app, whose API is not here yet.
+``authn/api.py``, ``performance/api.py``, ``monitoring/api.py``); this module only puts them at
+their paths. The token endpoints (``/api/v1/auth/…``) are plain Django views listed in
+``urls.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from rest_framework.routers import DefaultRouter
 from authn.api import IdentityProviderViewSet, RoleViewSet, SessionViewSet
 from gateway_project.api_docs import ApiDocsView, api_endpoint_not_found
 from gateway_project.config_api import ConfigView
+from monitoring.api import AlertEventViewSet, AlertRuleViewSet, AlertStatesView, MetricsSeriesView, MetricsView, ProcessesView
 from performance.api import CacheStatsView, ResponseCachePolicyViewSet
 from routing.api import HealthView, RouteViewSet, ServiceViewSet, TargetViewSet
 from security.api import ApiKeyViewSet, RateLimitPolicyViewSet
@@ -32,10 +32,16 @@ router.register("sessions", SessionViewSet, basename="session")
 router.register("roles", RoleViewSet, basename="role")
 router.register("identity-providers", IdentityProviderViewSet, basename="identity-provider")
 router.register("cache-policies", ResponseCachePolicyViewSet, basename="cache-policy")
+router.register("alert-rules", AlertRuleViewSet, basename="alert-rule")
+router.register("alert-events", AlertEventViewSet, basename="alert-event")
 
 urlpatterns = [
     path("health/", HealthView.as_view(), name="api-health"),
     path("cache-stats/", CacheStatsView.as_view(), name="api-cache-stats"),
+    path("alerts/", AlertStatesView.as_view(), name="api-alerts"),
+    path("metrics/", MetricsView.as_view(), name="api-metrics"),
+    path("metrics/series/", MetricsSeriesView.as_view(), name="api-metrics-series"),
+    path("metrics/processes/", ProcessesView.as_view(), name="api-metrics-processes"),
     path("config/", ConfigView.as_view(), name="api-config"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", ApiDocsView.as_view(), name="api-docs"),

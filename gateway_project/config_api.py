@@ -70,7 +70,8 @@ def query_flag(request: Request, name: str) -> bool:
 @extend_schema(tags=["configuration"])
 class ConfigView(APIView):
     """The routing setup as one document: services with their targets, routes with their cache
-    policies, and rate-limit policies. No ids, no secrets."""
+    policies, rate-limit policies and alert rules. No ids, no secrets of the gateway's own (alert
+    rules' webhook URLs are exported as they are)."""
 
     parser_classes = [StrictJSONParser, YAMLParser]
     renderer_classes = [JSONRenderer, YAMLRenderer]

@@ -7,7 +7,7 @@ format is described in ``docs/api.md``.
 The fields are the models' own: every editable field a person sets, minus a target's health
 state (the health checker's) and its credential; references to other objects are names, written
 one by one in ``configuration.py``. A field added to a model is part of the document without a
-change here.
+change here. An alert rule's webhook URL is one of those fields, exported as it is.
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ from django.db import models
 from yaml.composer import ComposerError
 
 from gateway_project.api import is_storable_text
+from monitoring.models import AlertRule
 from performance.models import ResponseCachePolicy
 from routing.api import TARGET_RUNTIME_FIELDS
 from routing.models import Route, Service, Target
 from security.models import RateLimitPolicy
 
 DOCUMENT_VERSION = 1
-SECTIONS = ("services", "routes", "rate_limit_policies")
+SECTIONS = ("services", "routes", "rate_limit_policies", "alert_rules")
 FORMATS = ("json", "yaml")
 # Deeper nesting than any real configuration; a bound so a hostile document cannot recurse deeply.
 MAX_DEPTH = 32
@@ -55,6 +56,7 @@ TARGET_FIELDS = setting_fields(Target, leave_out=(SECRET_FIELD, *TARGET_RUNTIME_
 ROUTE_FIELDS = setting_fields(Route)
 CACHE_POLICY_FIELDS = setting_fields(ResponseCachePolicy)
 POLICY_FIELDS = setting_fields(RateLimitPolicy)
+ALERT_RULE_FIELDS = setting_fields(AlertRule)
 
 
 # --- reading and writing documents ---------------------------------------------------------------
@@ -107,7 +109,7 @@ def format_for(path: str | None, chosen: str | None) -> str:
 def shape_problems(document: Any, *, prune: bool) -> dict[str, list[str]]:
     """What makes ``document`` unusable as a whole, before any object is looked at."""
     if not isinstance(document, dict):
-        return {"document": ["The document must be an object with version, services, routes and rate_limit_policies."]}
+        return {"document": [f"The document must be an object with version and the sections {', '.join(SECTIONS)}."]}
     problems: dict[str, list[str]] = {}
     if document.get("version") != DOCUMENT_VERSION:
         problems["version"] = [f"Give version: {DOCUMENT_VERSION}."]
@@ -142,12 +144,25 @@ def json_problem(value: Any, place: str, depth: int) -> str | None:
     return f"{place} holds a {type(value).__name__}, which JSON has no place for."
 
 
+# The model fields each kind of entry sets, for the checks of single values below.
+FIELDS_OF_KIND = {
+    "services": SERVICE_FIELDS,
+    "targets": TARGET_FIELDS,
+    "routes": ROUTE_FIELDS,
+    "cache_policy": CACHE_POLICY_FIELDS,
+    "rate_limit_policies": POLICY_FIELDS,
+    "alert_rules": ALERT_RULE_FIELDS,
+}
+NOT_NULL = "This field cannot be null."
+NOT_A_SINGLE_VALUE = "Give a single value, not a list or an object."
+
 ALLOWED_KEYS = {
     "services": {f.name for f in SERVICE_FIELDS} | {"targets"},
     "targets": {f.name for f in TARGET_FIELDS} | {SECRET_FIELD, SECRET_PRESENCE_FIELD},
     "routes": {f.name for f in ROUTE_FIELDS} | {"service", "cache_policy"},
     "cache_policy": {f.name for f in CACHE_POLICY_FIELDS},
     "rate_limit_policies": {f.name for f in POLICY_FIELDS} | {"routes"},
+    "alert_rules": {f.name for f in ALERT_RULE_FIELDS},
 }
 
 
@@ -188,10 +203,25 @@ def entry_problems(entry: Any, place: str, kind: str, key: str | None) -> dict[s
         problems[place] = [f"Unknown field(s): {', '.join(unknown)}."]
     if key is not None and not (isinstance(entry.get(key), str) and entry[key]):
         problems[f"{place}.{key}"] = [f"Every entry needs a {key}."]
+    problems.update(value_problems(entry, place, kind))
     if SECRET_FIELD in entry and not isinstance(entry[SECRET_FIELD], str):
         problems[f"{place}.{SECRET_FIELD}"] = ["Give the credential as a string."]
     if SECRET_PRESENCE_FIELD in entry and not isinstance(entry[SECRET_PRESENCE_FIELD], bool):
         problems[f"{place}.{SECRET_PRESENCE_FIELD}"] = ["Give true or false."]
+    return problems
+
+
+def value_problems(entry: dict[str, Any], place: str, kind: str) -> dict[str, list[str]]:
+    """Values no field of their kind can hold: null where the column is not nullable (Django's
+    validation skips blank values, so the database would refuse it at save), a list or an
+    object in a field that is not JSON (the validators' comparisons would fail on it)."""
+    problems: dict[str, list[str]] = {}
+    for f in FIELDS_OF_KIND[kind]:
+        value = entry.get(f.name)
+        if f.name in entry and value is None and not f.null:
+            problems[f"{place}.{f.name}"] = [NOT_NULL]
+        elif isinstance(value, (list, dict)) and not isinstance(f, models.JSONField):
+            problems[f"{place}.{f.name}"] = [NOT_A_SINGLE_VALUE]
     return problems
 
 

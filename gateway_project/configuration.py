@@ -1,7 +1,8 @@
 """The gateway's routing setup as one document, so a gateway can be set up from git.
 
-``export_document()`` writes services (with their targets), routes (with their cache policy)
-and rate-limit policies; ``import_document()`` makes the database say what a document says.
+``export_document()`` writes services (with their targets), routes (with their cache policy),
+rate-limit policies and alert rules; ``import_document()`` makes the database say what a
+document says.
 The format is in ``docs/api.md``; in short::
 
     version: 1
@@ -22,11 +23,18 @@ The format is in ``docs/api.md``; in short::
       - name: per-ip
         ...
         routes: [demo]
+    alert_rules:
+      - name: slow-demo
+        metric: p95_latency_ms
+        ...
+        webhook_url: https://hooks.example/alerts
 
-Objects are known by their natural keys (service, route and policy names; a target by its
-service and URL), never by database ids, and the document holds no secret: API keys, users,
-roles and sessions are not part of it, and a target's upstream credential is exported as its
-presence only. An import keeps a target's credential unless the document carries one.
+Objects are known by their natural keys (service, route, policy and alert rule names; a target
+by its service and URL), never by database ids, and the document holds no secret of the
+gateway's own: API keys, users, roles and sessions are not part of it, and a target's upstream
+credential is exported as its presence only. An import keeps a target's credential unless the
+document carries one. An alert rule's webhook URL is configuration and is exported as it is,
+even when whoever runs the receiver put a token in it (docs/api.md says so).
 
 Every field a person sets is exported (``config_document.py`` says which), and a field added
 to a model is exported without a change here.
@@ -53,6 +61,7 @@ from django.db import models, transaction
 from django.db.models import ProtectedError
 
 from gateway_project.config_document import (
+    ALERT_RULE_FIELDS,
     CACHE_POLICY_FIELDS,
     DOCUMENT_VERSION,
     POLICY_FIELDS,
@@ -63,6 +72,7 @@ from gateway_project.config_document import (
     TARGET_FIELDS,
     shape_problems,
 )
+from monitoring.models import AlertRule
 from performance.models import ResponseCachePolicy
 from routing.models import Route, Service, Target
 from security.models import RateLimitPolicy
@@ -87,7 +97,7 @@ def exported_fields(obj: models.Model, fields: list[models.Field]) -> dict[str, 
 
 
 def export_document() -> dict[str, Any]:
-    """Every service, route and rate-limit policy, sorted by name (targets by URL)."""
+    """Every service, route, rate-limit policy and alert rule, sorted by name (targets by URL)."""
     services = Service.objects.prefetch_related("targets").order_by("name")
     routes = Route.objects.select_related("service", "cache_policy").order_by("name")
     policies = RateLimitPolicy.objects.prefetch_related("routes").order_by("name")
@@ -96,6 +106,7 @@ def export_document() -> dict[str, Any]:
         "services": [exported_service(service) for service in services],
         "routes": [exported_route(route) for route in routes],
         "rate_limit_policies": [exported_policy(policy) for policy in policies],
+        "alert_rules": [exported_fields(rule, ALERT_RULE_FIELDS) for rule in AlertRule.objects.order_by("name")],
     }
 
 
@@ -122,7 +133,7 @@ def exported_policy(policy: RateLimitPolicy) -> dict[str, Any]:
 # --- import: objects, validated and written in one transaction -----------------------------------
 
 
-KINDS = ("services", "targets", "routes", "cache_policies", "rate_limit_policies")
+KINDS = ("services", "targets", "routes", "cache_policies", "rate_limit_policies", "alert_rules")
 
 
 @dataclass
@@ -174,6 +185,8 @@ class Sync:
             self.sync_route(entry, f"routes[{index}]", prune)
         for index, entry in enumerate(document.get("rate_limit_policies", [])):
             self.sync_policy(entry, f"rate_limit_policies[{index}]")
+        for index, entry in enumerate(document.get("alert_rules", [])):
+            self.sync_alert_rule(entry, f"alert_rules[{index}]")
         if prune and not self.errors:
             self.prune(document)
 
@@ -231,6 +244,12 @@ class Sync:
         if policy is not None and not same_routes:
             policy.routes.set(routes)
 
+    def sync_alert_rule(self, entry: dict[str, Any], place: str) -> None:
+        # A rule's key names a route, target, API key or tool as text, not as a reference: a rule
+        # may watch what does not exist yet, as in the admin.
+        existing = AlertRule.objects.filter(name=entry["name"]).first()
+        self.sync_object("alert_rules", place, existing or AlertRule(), ALERT_RULE_FIELDS, entry)
+
     def sync_object(
         self, kind: str, place: str, obj: models.Model, fields: list[models.Field], entry: dict[str, Any], *, force: bool = False
     ) -> Any:
@@ -273,7 +292,8 @@ class Sync:
         return [route for route in found.values() if route is not None]
 
     def prune(self, document: dict[str, Any]) -> None:
-        """Delete what the document does not mention, dependents first."""
+        """Delete what the document does not mention, dependents first (a rule's events go with it)."""
+        self.delete("alert_rules", AlertRule.objects.exclude(name__in=[e["name"] for e in document["alert_rules"]]))
         self.delete("rate_limit_policies", RateLimitPolicy.objects.exclude(name__in=[e["name"] for e in document["rate_limit_policies"]]))
         self.delete("routes", Route.objects.exclude(name__in=[e["name"] for e in document["routes"]]))
         self.delete("services", Service.objects.exclude(name__in=[e["name"] for e in document["services"]]))

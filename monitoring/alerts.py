@@ -154,8 +154,13 @@ def run_alert_evaluation() -> None:
 
 def enabled_rules() -> QuerySet[AlertRule]:
     """The enabled rules, each with ``last_state``: the state of its latest event, if any."""
+    return with_last_state(AlertRule.objects.filter(enabled=True))
+
+
+def with_last_state(rules: QuerySet[AlertRule]) -> QuerySet[AlertRule]:
+    """``rules``, each annotated with ``last_state``: the state of its latest event, if any."""
     latest = AlertEvent.objects.filter(rule=OuterRef("pk")).order_by("-at", "-id").values("state")[:1]
-    return AlertRule.objects.filter(enabled=True).annotate(last_state=Subquery(latest))
+    return rules.annotate(last_state=Subquery(latest))
 
 
 def _evaluate_enabled_rules(store: StateStore, now: float) -> list[AlertEvent]:
@@ -164,7 +169,7 @@ def _evaluate_enabled_rules(store: StateStore, now: float) -> list[AlertEvent]:
     events: list[AlertEvent] = []
     for rule in rules:
         try:
-            event = evaluate_rule(rule, was_firing=_was_firing(rule, stored.get(rule.pk)), store=store, now=now)
+            event = evaluate_rule(rule, was_firing=last_known_firing(rule, stored.get(rule.pk)), store=store, now=now)
         except StateStoreUnavailable:
             raise  # the metrics cannot be read: no rule can be evaluated this round
         except Exception:  # one broken rule must not keep the others from being evaluated
@@ -175,8 +180,8 @@ def _evaluate_enabled_rules(store: StateStore, now: float) -> list[AlertEvent]:
     return events
 
 
-def _was_firing(rule: AlertRule, stored: RuleState | None) -> bool:
-    """The stored state; without one, the state of the rule's latest event (``enabled_rules``)."""
+def last_known_firing(rule: AlertRule, stored: RuleState | None) -> bool:
+    """The stored state; without one, the state of the rule's latest event (``with_last_state``)."""
     if stored is not None:
         return stored.firing
     return getattr(rule, "last_state", None) == AlertEvent.State.FIRING

@@ -119,6 +119,11 @@ class AlertRule(models.Model):
         return f"{self.get_dimension_display()} {self.key}"
 
     def clean(self) -> None:
+        # full_clean() runs this even after a field failed its own checks, and such a field keeps
+        # the value it was given (a list or an object from an imported document): compare only
+        # values of the fields' types, the failed field has its message already.
+        if not all(isinstance(value, str) for value in (self.metric, self.dimension, self.key)):
+            return
         errors: dict[str, str] = {}
         if self.watches_processes and self.dimension:
             errors["dimension"] = PROCESS_METRIC_SCOPE_MESSAGE
@@ -128,7 +133,7 @@ class AlertRule(models.Model):
             errors["key"] = KEY_WITHOUT_DIMENSION_MESSAGE
         elif self.dimension == self.Dimension.TOOL and ":" not in self.key:
             errors["key"] = TOOL_KEY_MESSAGE
-        if self.metric in self.PERCENT_METRICS and self.threshold is not None and self.threshold > 100:
+        if self.metric in self.PERCENT_METRICS and isinstance(self.threshold, (int, float)) and self.threshold > 100:
             errors["threshold"] = PERCENT_THRESHOLD_MESSAGE
         if errors:
             raise ValidationError(errors)

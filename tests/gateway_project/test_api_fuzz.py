@@ -26,6 +26,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from authn.models import IdentityProvider, Role
+from monitoring.models import AlertEvent, AlertRule
 from performance.models import ResponseCachePolicy
 from routing.models import Route, Service, Target
 from security.api_keys import issue_api_key
@@ -75,6 +76,7 @@ def existing_ids(staff_user: User, member_user: User) -> Iterator[dict[str, str]
     route = Route.objects.create(name="orders", path="/orders", service=service)
     api_key, _ = issue_api_key(name="ci", owner=staff_user, permissions=["api:read"])
     _, session_id = jwt_for(member_user)  # the staff user's own session must live on
+    alert_rule = AlertRule.objects.create(name="errors", metric="error_rate", threshold=5)
     ids = {
         "services": service.pk,
         "targets": Target.objects.create(service=service, url="http://127.0.0.1:9").pk,
@@ -85,6 +87,8 @@ def existing_ids(staff_user: User, member_user: User) -> Iterator[dict[str, str]
         "roles": Role.objects.create(name="operators").pk,
         "identity-providers": IdentityProvider.objects.create(name="idp", issuer="https://id.example").pk,
         "cache-policies": ResponseCachePolicy.objects.create(route=route).pk,
+        "alert-rules": alert_rule.pk,
+        "alert-events": AlertEvent.objects.create(rule=alert_rule, state="firing", value=9.0, threshold=5).pk,
     }
     with override_settings(GATEWAY_API_RATE_LIMIT="100000/min"):
         yield {kind: str(pk) for kind, pk in ids.items()}

@@ -41,6 +41,14 @@ DOCUMENTED_PATHS = [
     "/api/v1/cache-stats/",
     "/api/v1/health/",
     "/api/v1/config/",
+    "/api/v1/alert-rules/",
+    "/api/v1/alert-rules/{id}/",
+    "/api/v1/alert-events/",
+    "/api/v1/alert-events/{id}/",
+    "/api/v1/alerts/",
+    "/api/v1/metrics/",
+    "/api/v1/metrics/series/",
+    "/api/v1/metrics/processes/",
 ]
 
 

@@ -1,6 +1,6 @@
 """Configuration as a document: export, import (a declarative sync, validated first, in one
-transaction), prune and dry run, secrets never exported, YAML, the management commands and
-GET/POST /api/v1/config/."""
+transaction), prune and dry run, secrets never exported (webhook URLs are configuration), YAML,
+the management commands and GET/POST /api/v1/config/."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from gateway_project.config_document import dump_document, parse_document
+from gateway_project.config_document import NOT_A_SINGLE_VALUE, NOT_NULL, SECTIONS, dump_document, parse_document
 from gateway_project.configuration import ConfigImportError, export_document, import_document
+from monitoring.models import WINDOW_RANGE_MESSAGE, AlertEvent, AlertRule
 from performance.models import TTL_RANGE_MESSAGE, ResponseCachePolicy
 from routing.models import ConfigRevision, Route, Service, Target
 from routing.snapshot import get_snapshot
@@ -26,12 +27,13 @@ pytest_plugins = ["tests.api_personas"]
 
 CONFIG = f"{API}/config/"
 SECRET = "upstream-secret-value"
+WEBHOOK = "https://hooks.example/alerts?channel=ops"
 
 
 @pytest.fixture
 def configured(db: Any) -> None:
     """A small but complete setup: two services, three targets, two routes (one cached, one
-    fanning out), one rate-limit policy."""
+    fanning out), one rate-limit policy, two alert rules (one on a route, with a webhook)."""
     search = Service.objects.create(name="search", kind="mcp", lb_policy="least_connections", max_retries=4)
     search_eu = Service.objects.create(name="search-eu", kind="mcp")
     Target.objects.create(service=search, url="http://10.0.0.2:9100/mcp", weight=3)
@@ -49,10 +51,15 @@ def configured(db: Any) -> None:
     Route.objects.create(name="search-all", path="/mcp/all", service=search, fanout="merge", fanout_services=["search-eu"])
     ResponseCachePolicy.objects.create(route=cached, ttl_seconds=900, cacheable_tools=["lookup"])
     RateLimitPolicy.objects.create(name="per-ip", scope="ip", limit=100, window_seconds=60).routes.set([cached])
+    AlertRule.objects.create(
+        name="slow-search", metric="p95_latency_ms", threshold=800, window_seconds=600, dimension="route", key="search", webhook_url=WEBHOOK
+    )
+    AlertRule.objects.create(name="errors", metric="error_rate", threshold=5, enabled=False)
 
 
 def wipe() -> None:
     """An empty database, as on a new gateway."""
+    AlertRule.objects.all().delete()
     RateLimitPolicy.objects.all().delete()
     Route.objects.all().delete()
     Service.objects.all().delete()
@@ -75,8 +82,22 @@ def test_export_names_objects_by_name_and_holds_no_ids(configured: None) -> None
     assert route["cache_policy"] == {"enabled": True, "ttl_seconds": 900, "cacheable_tools": ["lookup"]}
     assert document["routes"][1]["cache_policy"] is None
     assert document["rate_limit_policies"][0]["routes"] == ["search"]
+    assert [rule["name"] for rule in document["alert_rules"]] == ["errors", "slow-search"]
     text = json.dumps(document)
     assert '"id"' not in text and "created_at" not in text and "route_id" not in text
+
+
+def test_an_alert_rule_is_exported_with_every_setting_and_its_webhook_url_as_it_is(configured: None) -> None:
+    assert export_document()["alert_rules"][1] == {
+        "name": "slow-search",
+        "enabled": True,
+        "metric": "p95_latency_ms",
+        "threshold": 800.0,
+        "window_seconds": 600,
+        "dimension": "route",
+        "key": "search",
+        "webhook_url": WEBHOOK,
+    }
 
 
 def test_export_leaves_out_health_state(configured: None) -> None:
@@ -99,7 +120,7 @@ def test_export_then_import_into_an_empty_database_then_export_gives_the_same_do
     exported = export_document()
     wipe()
     summary = import_document(exported)
-    assert dict(summary.created) == {"services": 2, "targets": 3, "routes": 2, "cache_policies": 1, "rate_limit_policies": 1}
+    assert dict(summary.created) == {"services": 2, "targets": 3, "routes": 2, "cache_policies": 1, "rate_limit_policies": 1, "alert_rules": 2}
     assert export_document() == exported
 
 
@@ -116,7 +137,7 @@ def test_importing_what_is_there_writes_nothing(configured: None) -> None:
     before = config_revision()
     summary = import_document(export_document())
     assert sum(summary.created.values()) == sum(summary.updated.values()) == 0
-    assert dict(summary.unchanged) == {"services": 2, "targets": 3, "routes": 2, "cache_policies": 1, "rate_limit_policies": 1}
+    assert dict(summary.unchanged) == {"services": 2, "targets": 3, "routes": 2, "cache_policies": 1, "rate_limit_policies": 1, "alert_rules": 2}
     assert config_revision() == before  # no bump: running gateways keep their snapshot
 
 
@@ -155,7 +176,18 @@ BAD_DOCUMENTS = [
     (lambda d: d["routes"][0].update(pathh="/x"), "routes[0]", "Unknown field(s): pathh."),
     (lambda d: d["services"].append(dict(d["services"][0])), "services", "Each name may appear once; repeated: search."),
     (lambda d: d.update(version=2), "version", "Give version: 1."),
-    (lambda d: d.update(alert_rules=[]), "alert_rules", "Unknown section"),
+    (lambda d: d.update(api_keys=[]), "api_keys", "Unknown section"),
+    (lambda d: d["alert_rules"][1].update(window_seconds=30), "alert_rules[1].window_seconds", WINDOW_RANGE_MESSAGE),
+    (lambda d: d["alert_rules"][1].update(key=""), "alert_rules[1].key", "Name the route this rule watches"),
+    (lambda d: d["alert_rules"][0].update(metric="latency"), "alert_rules[0].metric", "Value 'latency' is not a valid choice."),
+    (lambda d: d["alert_rules"][0].update(threshold="high"), "alert_rules[0].threshold", "value must be a float."),
+    (lambda d: d["alert_rules"][0].update(threshold={"max": 5}), "alert_rules[0].threshold", NOT_A_SINGLE_VALUE),
+    (lambda d: d["alert_rules"][0].update(metric=["error_rate"]), "alert_rules[0].metric", NOT_A_SINGLE_VALUE),
+    (lambda d: d["alert_rules"][1].update(webhook_url=None), "alert_rules[1].webhook_url", NOT_NULL),
+    (lambda d: d["routes"][0].update(path_rewrite=None), "routes[0].path_rewrite", NOT_NULL),
+    (lambda d: d["rate_limit_policies"][0].update(limit=[100]), "rate_limit_policies[0].limit", NOT_A_SINGLE_VALUE),
+    (lambda d: d["alert_rules"][0].update(webhook="https://x"), "alert_rules[0]", "Unknown field(s): webhook."),
+    (lambda d: d["alert_rules"].append({"metric": "cpu_percent"}), "alert_rules[2].name", "Every entry needs a name."),
     (lambda d: d["routes"][0].update(cache_policy="yes"), "routes[0].cache_policy", "Give an object."),
     (lambda d: d["services"][0]["targets"][0].update(upstream_auth_value=5), "services[0].targets[0].upstream_auth_value", "string"),
 ]
@@ -211,9 +243,12 @@ def test_with_prune_objects_missing_from_the_document_are_deleted(configured: No
     document["routes"][0]["cache_policy"] = None
     document["services"][0]["targets"] = document["services"][0]["targets"][:1]
     document["rate_limit_policies"] = []
+    document["alert_rules"] = [r for r in document["alert_rules"] if r["name"] != "slow-search"]
+    AlertEvent.objects.create(rule=AlertRule.objects.get(name="slow-search"), state="firing", value=900, threshold=800)
     summary = import_document(document, prune=True)
-    assert dict(summary.deleted) == {"routes": 1, "targets": 1, "cache_policies": 1, "rate_limit_policies": 1}
+    assert dict(summary.deleted) == {"routes": 1, "targets": 1, "cache_policies": 1, "rate_limit_policies": 1, "alert_rules": 1}
     assert export_document() == document
+    assert not AlertEvent.objects.exists()  # a pruned rule's history goes with it
 
 
 def test_prune_refuses_references_to_what_it_would_delete(configured: None) -> None:
@@ -225,13 +260,23 @@ def test_prune_refuses_references_to_what_it_would_delete(configured: None) -> N
     assert Service.objects.filter(name="search-eu").exists()
 
 
-def test_prune_needs_every_section(configured: None) -> None:
+@pytest.mark.parametrize("section", SECTIONS)
+def test_prune_needs_every_section(configured: None, section: str) -> None:
+    before = export_document()
     document = export_document()
-    del document["rate_limit_policies"]
+    del document[section]
     with pytest.raises(ConfigImportError) as refusal:
         import_document(document, prune=True)
-    assert "every section must be present" in refusal.value.errors["rate_limit_policies"][0]
-    assert RateLimitPolicy.objects.exists()
+    assert "every section must be present" in refusal.value.errors[section][0]
+    assert export_document() == before
+
+
+def test_a_document_without_alert_rules_leaves_the_rules_alone(configured: None) -> None:
+    document = export_document()
+    del document["alert_rules"]  # as written before alert rules were part of the document
+    document["routes"][0]["priority"] = 9
+    assert import_document(document).updated["routes"] == 1
+    assert AlertRule.objects.count() == 2
 
 
 def test_a_dry_run_counts_but_changes_nothing(configured: None) -> None:
@@ -279,7 +324,7 @@ def test_export_and_import_commands_round_trip_through_a_yaml_file(configured: N
     wipe()
     out = io.StringIO()
     call_command("import_config", str(path), stdout=out)
-    assert "created: 2 services, 3 targets, 2 routes, 1 cache policies, 1 rate limit policies" in out.getvalue()
+    assert "created: 2 services, 3 targets, 2 routes, 1 cache policies, 1 rate limit policies, 2 alert rules" in out.getvalue()
     assert export_document() == exported
 
 
@@ -322,15 +367,15 @@ def test_post_config_imports_json_and_yaml(staff_api: ApiClient, configured: Non
     assert export_document() == document
     document["routes"][0]["priority"] = 9
     response = staff_api.generic("POST", CONFIG, dump_document(document, "yaml"), content_type="application/yaml")
-    assert response.json()["updated"] == {"services": 0, "targets": 0, "routes": 1, "cache_policies": 0, "rate_limit_policies": 0}
+    assert response.json()["updated"] == {"services": 0, "targets": 0, "routes": 1, "cache_policies": 0, "rate_limit_policies": 0, "alert_rules": 0}
     assert get_snapshot().routes[0].priority == 9
 
 
 def test_post_config_with_prune_and_dry_run(staff_api: ApiClient, configured: None) -> None:
-    document = {"version": 1, "services": [], "routes": [], "rate_limit_policies": []}
+    document = {"version": 1, "services": [], "routes": [], "rate_limit_policies": [], "alert_rules": []}
     answer = staff_api.send("post", f"{CONFIG}?prune=true&dry_run=true", document).json()
-    assert (answer["dry_run"], answer["prune"], answer["deleted"]["services"]) == (True, True, 2)
-    assert Service.objects.count() == 2
+    assert (answer["dry_run"], answer["prune"], answer["deleted"]["services"], answer["deleted"]["alert_rules"]) == (True, True, 2, 2)
+    assert Service.objects.count() == 2 and AlertRule.objects.count() == 2
 
 
 def test_a_bad_document_posted_is_a_400_with_its_errors(staff_api: ApiClient, configured: None) -> None:

@@ -4,8 +4,8 @@
     python manage.py export_config --output gateway.yaml          # the format follows the extension
     python manage.py export_config --format yaml
 
-Services with their targets, routes with their cache policies, rate-limit policies; no ids and
-no secrets (see gateway_project/configuration.py and docs/api.md).
+Services with their targets, routes with their cache policies, rate-limit policies, alert rules;
+no ids and no secrets of the gateway's own (see gateway_project/configuration.py and docs/api.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from gateway_project.configuration import export_document
 
 
 class Command(BaseCommand):
-    help = "Export services, targets, routes and policies as a JSON or YAML document."
+    help = "Export services, targets, routes, policies and alert rules as a JSON or YAML document."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--format", choices=FORMATS, help="Default: from the output file's extension, else json.")

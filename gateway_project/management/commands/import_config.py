@@ -23,7 +23,7 @@ from gateway_project.configuration import ConfigImportError, ImportSummary, impo
 
 
 class Command(BaseCommand):
-    help = "Import services, targets, routes and policies from a JSON or YAML document."
+    help = "Import services, targets, routes, policies and alert rules from a JSON or YAML document."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help='The document; "-" reads standard input.')
