@@ -22,7 +22,7 @@ test: typecheck
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/ruff check --select F,E9 --exclude .venv .
-	$(VENV)/bin/mypy gateway_project routing security performance authn monitoring dashboard demo
+	$(VENV)/bin/mypy gateway_project routing security performance authn monitoring dashboard federation demo
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py

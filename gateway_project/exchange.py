@@ -44,7 +44,7 @@ class Exchange:
     @property
     def is_mcp(self) -> bool:
         """Errors on MCP routes are JSON-RPC objects; everywhere else problem+json."""
-        return self.route is not None and self.route.service.kind == "mcp"
+        return self.route is not None and self.route.service.speaks_mcp
 
     @property
     def principal_id(self) -> str:

@@ -169,7 +169,7 @@ def _caller_speaks_jsonrpc(exchange: Exchange) -> bool:
     except Exception:  # the error being rendered may be the database being down
         return False
     path = exchange.request.path
-    return any(route.service.kind == "mcp" and path_matches(route, path) for route in routes)
+    return any(route.service.speaks_mcp and path_matches(route, path) for route in routes)
 
 
 def _finish(exchange: Exchange) -> None:

@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "performance",
     "authn",
     "monitoring",
+    "federation",
     "dashboard",
 ]
 
@@ -311,6 +312,20 @@ GATEWAY_METRICS_TOKEN = env_str("GATEWAY_METRICS_TOKEN")
 # exchange); tests switch it off and flush by hand.
 GATEWAY_METRICS_BACKGROUND_FLUSH = env_bool("GATEWAY_METRICS_BACKGROUND_FLUSH", True)
 # --- end metrics ---
+
+# --- Virtual MCP servers (federation/) ---
+# How long a member's fetched lists are trusted before they are fetched again, how often the
+# worker refreshes every member, and how soon a member found down is asked again.
+GATEWAY_FEDERATION_LIST_TTL_SECONDS = env_float("GATEWAY_FEDERATION_LIST_TTL_SECONDS", 60.0)
+GATEWAY_FEDERATION_REFRESH_SECONDS = env_float("GATEWAY_FEDERATION_REFRESH_SECONDS", 20.0)
+GATEWAY_FEDERATION_DOWN_RETRY_SECONDS = env_float("GATEWAY_FEDERATION_DOWN_RETRY_SECONDS", 5.0)
+# Items per page of a virtual server's tools/prompts/resources lists.
+GATEWAY_FEDERATION_PAGE_SIZE = env_int("GATEWAY_FEDERATION_PAGE_SIZE", 100)
+# How often a client's list_changed stream looks for new events, and the threads fetching
+# members' lists at once.
+GATEWAY_FEDERATION_EVENT_POLL_SECONDS = env_float("GATEWAY_FEDERATION_EVENT_POLL_SECONDS", 0.5)
+GATEWAY_FEDERATION_FETCH_WORKERS = env_int("GATEWAY_FEDERATION_FETCH_WORKERS", 8)
+# --- end virtual servers ---
 
 # --- Rate limiting (security/ratelimit.py, security/admin.py) ---
 _RATE_PATTERN = re.compile(r"^(0|[1-9][0-9]*/[0-9]*\.?[0-9]+)$")

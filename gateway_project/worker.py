@@ -27,6 +27,7 @@ from authn.sessions import (
     run_session_cleanup,
     run_session_flush,
 )
+from federation.jobs import refresh_virtual_servers
 from monitoring.alerts import ALERT_EVALUATION_EVERY_SECONDS, run_alert_evaluation
 from performance.cache import CACHE_CLEANUP_EVERY_SECONDS, run_cache_cleanup
 from routing.health import run_due_health_checks
@@ -82,6 +83,8 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     # Alert rules against the metrics every gateway process flushes (each process flushes its own,
     # from a thread of its own: monitoring/flush.py); a lease makes one worker evaluate.
     PeriodicJob("alert evaluation", run_alert_evaluation, every_seconds=ALERT_EVALUATION_EVERY_SECONDS),
+    # Virtual servers' member lists, each on its own lease (federation/jobs.py).
+    PeriodicJob("virtual server lists", refresh_virtual_servers),
 )
 
 

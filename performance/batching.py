@@ -140,7 +140,7 @@ def served_by_mcp(path: str) -> bool | None:
     routes = [route for route in get_snapshot().routes if path_matches(route, path)]
     if not routes:
         return None
-    return any(route.service.kind == "mcp" for route in routes)
+    return any(route.service.speaks_mcp for route in routes)
 
 
 def is_jsonrpc_batch(payload: list[Any]) -> bool:

@@ -33,6 +33,7 @@ class ServiceKind(models.TextChoices):
     MCP = "mcp", "MCP server (Streamable HTTP)"
     HTTP = "http", "Plain HTTP API"
     # No targets: the gateway itself serves it, aggregating MCP services (federation app).
+    VIRTUAL = "virtual", "Virtual MCP server (federation)"
 
 
 class LoadBalancingPolicy(models.TextChoices):

@@ -69,6 +69,12 @@ class ServiceConfig:
     passive_ejection_seconds: float
     targets: tuple[TargetConfig, ...]
 
+    @property
+    def speaks_mcp(self) -> bool:
+        """An MCP server upstream, or a virtual server the gateway serves itself: either way the
+        callers are MCP clients and get JSON-RPC errors."""
+        return self.kind in (ServiceKind.MCP, ServiceKind.VIRTUAL)
+
 
 # Among routes of equal priority, the more specific path kind is tried first.
 PATH_KIND_ORDER = {PathMatch.EXACT: 0, PathMatch.PATTERN: 1, PathMatch.PREFIX: 2}

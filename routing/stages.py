@@ -24,6 +24,7 @@ from gateway_project.errors import (
 from gateway_project.exchange import Exchange
 from gateway_project.state import StateStoreUnavailable
 from gateway_project.state.degraded import note_state_store_down
+from federation import serving as virtual_servers
 from performance import fanout, microbatch
 from performance.pools import discard
 from routing import circuit, health
@@ -77,6 +78,8 @@ def forward(exchange: Exchange) -> HttpResponse | StreamingHttpResponse:
     """The terminal stage: attempt, and retry where safe, until an answer can be relayed."""
     route = exchange.route
     assert route is not None
+    if route.service.kind == "virtual":  # no targets: the gateway itself serves it (federation app)
+        return virtual_servers.serve(exchange)
     if route.fanout:  # several services asked at once, one answer (performance/fanout.py)
         return fanout.forward_to_all(exchange, forward)
     session_target = bound_target(exchange)  # legacy sessions stay on their target
