@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 from gateway_project.state.base import StateStoreUnavailable
+from gateway_project.state.process_wide import ProcessWide
 from gateway_project.state.redis_store import REDIS_UNAVAILABLE_ERRORS, connect_redis
 
 KEY_NAMESPACE = "metrics:"
@@ -183,11 +182,6 @@ class RedisMetricsStore:
 
 # --- the process's store: built once, rebuilt only when its settings change (tests) -------------
 
-_store: MetricsStore | None = None
-_store_lock = threading.Lock()
-STORE_SETTINGS = frozenset({"REDIS_URL", "GATEWAY_STATE_PREFIX"})
-
-
 def build_metrics_store() -> MetricsStore:
     """Redis when the gateway shares state through it, else this process's memory."""
     if settings.REDIS_URL:
@@ -195,26 +189,13 @@ def build_metrics_store() -> MetricsStore:
     return MemoryMetricsStore()
 
 
+_store: ProcessWide[MetricsStore] = ProcessWide(build_metrics_store, {"REDIS_URL", "GATEWAY_STATE_PREFIX"})
+
+
 def get_metrics_store() -> MetricsStore:
-    global _store
-    if _store is None:
-        with _store_lock:
-            if _store is None:
-                _store = build_metrics_store()
-    return _store
+    return _store.get()
 
 
 def use_metrics_store(store: MetricsStore | None) -> None:
     """Replace the process's store (tests inject one with a fake clock); None rebuilds on next use."""
-    global _store
-    with _store_lock:
-        previous, _store = _store, store
-    close = getattr(previous, "close", None)
-    if close is not None and previous is not store:
-        close()
-
-
-@receiver(setting_changed)
-def _rebuild_store_when_its_settings_change(*, setting: str, **kwargs: Any) -> None:
-    if setting in STORE_SETTINGS:
-        use_metrics_store(None)
+    _store.replace(store)

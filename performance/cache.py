@@ -34,18 +34,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 from django.http import HttpResponse, StreamingHttpResponse
 
 from gateway_project.exchange import Exchange
 from gateway_project.state import StateStoreUnavailable, get_state_store
 from gateway_project.state.degraded import note_state_store_down
+from gateway_project.state.process_wide import ProcessWide
 from performance.cache_store import MemoryCacheStore, RedisCacheStore, ResponseCacheStore, StoredAnswer
 from performance.cache_hints import entry_ttl, http_ttl_hints, is_json, is_private, successful_result, ttl_ms_hint
 from performance.models import ResponseCachePolicy
@@ -110,11 +108,6 @@ def policy_for(route_id: int) -> CachePolicy | None:
 
 # --- the store: built once, rebuilt only when its settings change (tests) -------------------------
 
-_store: ResponseCacheStore | None = None
-_store_lock = threading.Lock()
-STORE_SETTINGS = frozenset({"REDIS_URL", "GATEWAY_STATE_PREFIX", "GATEWAY_CACHE_MAX_ENTRIES"})
-
-
 def build_cache_store() -> ResponseCacheStore:
     """Redis when the gateway shares state through it, else this process's memory."""
     max_entries = int(getattr(settings, "GATEWAY_CACHE_MAX_ENTRIES", DEFAULT_MAX_ENTRIES))
@@ -123,29 +116,18 @@ def build_cache_store() -> ResponseCacheStore:
     return MemoryCacheStore(max_entries)
 
 
+_store: ProcessWide[ResponseCacheStore] = ProcessWide(
+    build_cache_store, {"REDIS_URL", "GATEWAY_STATE_PREFIX", "GATEWAY_CACHE_MAX_ENTRIES"}
+)
+
+
 def get_cache_store() -> ResponseCacheStore:
-    global _store
-    if _store is None:
-        with _store_lock:
-            if _store is None:
-                _store = build_cache_store()
-    return _store
+    return _store.get()
 
 
 def use_cache_store(store: ResponseCacheStore | None) -> None:
     """Replace the process's store (tests inject one with a fake clock); None rebuilds on next use."""
-    global _store
-    with _store_lock:
-        previous, _store = _store, store
-    close = getattr(previous, "close", None)
-    if close is not None and previous is not store:
-        close()
-
-
-@receiver(setting_changed)
-def _rebuild_store_when_its_settings_change(*, setting: str, **kwargs: Any) -> None:
-    if setting in STORE_SETTINGS:
-        use_cache_store(None)
+    _store.replace(store)
 
 
 # --- the request side: may this request be answered from the cache, and under which keys ---------
