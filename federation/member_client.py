@@ -21,8 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import select
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from urllib3.exceptions import ConnectTimeoutError, EmptyPoolError, HTTPError, N
 
 from federation.errors import MemberFailed, MemberTimeout, MemberUnavailable
 from performance.pools import discard, pool_exhausted, release, upstream_pool
+from routing.forwarding import data_arrives_within
 from routing.snapshot import ServiceConfig, TargetConfig
 
 HANDSHAKE_VERSION = "2025-11-25"
@@ -237,7 +236,7 @@ def finish_reading(response: urllib3.BaseHTTPResponse, wait_seconds: float = 0.0
     the connection can be reused. True when the answer was read to its end."""
     try:
         for _ in range(3):
-            if not readable_within(response, wait_seconds):
+            if not data_arrives_within(response, wait_seconds):
                 return False
             if not response.read1(READ_CHUNK_BYTES):
                 return True
@@ -369,26 +368,3 @@ def open_event_stream(service: ServiceConfig, session: MemberSession, read_timeo
         discard(response)
         raise NoEventStream(f"{service.name} offers no event stream (HTTP {response.status})")
     return response
-
-
-def readable_within(response: urllib3.BaseHTTPResponse, seconds: float) -> bool:
-    """True when bytes are buffered or arrive within ``seconds`` (a read will not block long).
-
-    Like forwarding's silence detection: peek at the reader's buffer, then select the socket.
-    """
-    reader = getattr(getattr(response, "_fp", None), "fp", None)
-    sock: socket.socket | None = getattr(response.connection, "sock", None)
-    if reader is None or sock is None:
-        return True
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
-    try:
-        buffered = reader.peek(1)
-    except OSError:
-        buffered = b""
-    finally:
-        sock.settimeout(timeout)
-    if buffered:
-        return True
-    readable, _, _ = select.select([sock], [], [], seconds)
-    return bool(readable)

@@ -36,7 +36,7 @@ from federation.snapshot import MemberConfig
 from gateway_project.errors import JSONRPC_CONTENT_TYPE
 from gateway_project.exchange import Exchange
 from performance.pools import discard
-from routing.forwarding import KEEPALIVE_COMMENT, RelayedStream
+from routing.forwarding import KEEPALIVE_COMMENT, RelayedStream, data_arrives_within
 from routing.snapshot import ServiceConfig
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def _events_to_client(
 def _finish(source: RelayedStream, upstream: Any) -> None:
     """Read the member's end of stream right after the response, so the connection is reused."""
     for _ in range(3):
-        if not member_client.readable_within(upstream, 0.05) or next(source, None) is None:
+        if not data_arrives_within(upstream, 0.05) or next(source, None) is None:
             return
 
 

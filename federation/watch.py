@@ -30,6 +30,7 @@ from gateway_project.errors import GatewayError, NoTargetAvailable
 from gateway_project.state import StateStoreUnavailable, get_state_store
 from performance.pools import release
 from routing.balancing import choose_target
+from routing.forwarding import data_arrives_within
 from routing.snapshot import ServiceConfig
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class MemberWatch(threading.Thread):
                 if not self.keep_lease():
                     return False
                 renew_at = time.monotonic() + RENEW_EVERY_SECONDS
-            if not member_client.readable_within(response, WAKE_EVERY_SECONDS):
+            if not data_arrives_within(response, WAKE_EVERY_SECONDS):
                 continue
             chunk = response.read1(member_client.READ_CHUNK_BYTES)
             if not chunk:

@@ -140,6 +140,27 @@ def _response_socket(response: urllib3.BaseHTTPResponse) -> socket.socket | None
     return getattr(getattr(reader, "raw", None), "_sock", None)
 
 
+def data_arrives_within(upstream: urllib3.BaseHTTPResponse, seconds: float) -> bool:
+    """True when bytes of ``upstream``'s body are buffered or arrive within ``seconds`` (then a
+    read won't stall): peek at the reader's buffer, then select the socket."""
+    reader = getattr(getattr(upstream, "_fp", None), "fp", None)
+    sock = _response_socket(upstream)
+    if reader is None or sock is None:
+        return True  # cannot tell: read, and let the socket timeout bound the wait
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        buffered = reader.peek(1)
+    except OSError:
+        buffered = b""
+    finally:
+        sock.settimeout(timeout)
+    if buffered:
+        return True
+    readable, _, _ = select.select([sock], [], [], seconds)
+    return bool(readable)
+
+
 def _use_response_timeout(response: urllib3.BaseHTTPResponse, seconds: float) -> None:
     """Headers arrived within the request timeout; the body gets the (longer) response timeout."""
     sock = _response_socket(response)
@@ -248,7 +269,7 @@ class RelayedStream:
     def __next__(self) -> bytes:
         if self._complete or self._closed:
             raise StopIteration
-        if self._keepalive and not self._data_arrives_within(self._keepalive_wait()):
+        if self._keepalive and not data_arrives_within(self._upstream, self._keepalive_wait()):
             return self._on_silence()
         try:
             chunk = self._upstream.read1(STREAM_READ_BYTES)
@@ -276,25 +297,6 @@ class RelayedStream:
             raise StopIteration
         # Mid-event a comment would corrupt the event; then only keep waiting.
         return KEEPALIVE_COMMENT if self._between_events else b""
-
-    def _data_arrives_within(self, seconds: float) -> bool:
-        """True when bytes are buffered or arrive within ``seconds`` (then a read won't stall)."""
-        reader = getattr(getattr(self._upstream, "_fp", None), "fp", None)
-        sock = _response_socket(self._upstream)
-        if reader is None or sock is None:
-            return True  # cannot tell: read, and let the socket timeout bound the wait
-        timeout = sock.gettimeout()
-        sock.setblocking(False)
-        try:
-            buffered = reader.peek(1)
-        except OSError:
-            buffered = b""
-        finally:
-            sock.settimeout(timeout)
-        if buffered:
-            return True
-        readable, _, _ = select.select([sock], [], [], seconds)
-        return bool(readable)
 
     def close(self) -> None:
         if self._closed:
