@@ -68,9 +68,16 @@ def event_stream_response(chunks: Iterator[bytes]) -> StreamingHttpResponse:
 
 
 def relay_call(
-    exchange: Exchange, era: Era, member: MemberConfig, binding: ClientBinding | None, message: Mapping[str, Any]
+    exchange: Exchange,
+    era: Era,
+    member: MemberConfig,
+    binding: ClientBinding | None,
+    message: Mapping[str, Any],
+    *,
+    client_id: Any,
 ) -> HttpResponse | StreamingHttpResponse:
-    """Send ``message`` to the member and relay its answer to the client."""
+    """Send ``message`` (carrying an id of the gateway's own) to the member and relay its answer
+    to the client under ``client_id``, the id the client's request had."""
     service = member.service
     try:
         opened = member_sessions.open_call(service, message, binding)
@@ -79,11 +86,11 @@ def relay_call(
         raise
     upstream = opened.response
     if upstream.status >= 400 and not member_client.is_event_stream(upstream):
-        return _relay_error_answer(service, opened.session, upstream, message)
+        return _relay_error_answer(service, opened.session, upstream, message, client_id)
     if not member_client.is_event_stream(upstream):
         answer = member_client.answer_of(upstream, service, opened.session, message.get("id"))
-        return json_response(for_client(era, message, answer))
-    events = _events_to_client(exchange, era, service, opened.session, upstream, message)
+        return json_response(for_client(era, message, answer, client_id))
+    events = _events_to_client(exchange, era, service, opened.session, upstream, message, client_id)
     first = next(events)
     if first.startswith(b"{"):  # the response came before anything else: plain JSON
         events.close()
@@ -92,9 +99,11 @@ def relay_call(
     return event_stream_response(_prepended(first, events))
 
 
-def for_client(era: Era, request: Mapping[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """A member's response as the client's era has it: a 2026-07-28 result says it is complete
-    (and, for cacheable ones, that it is stale at once and private, as nothing upstream said)."""
+def for_client(era: Era, request: Mapping[str, Any], answer: dict[str, Any], client_id: Any) -> dict[str, Any]:
+    """A member's response as the client's era has it, under the client's own id: a 2026-07-28
+    result says it is complete (and, for cacheable ones, that it is stale at once and private,
+    as nothing upstream said)."""
+    answer = {**answer, "id": client_id}
     result = answer.get("result")
     if not era.modern or not isinstance(result, dict):
         return answer
@@ -105,7 +114,7 @@ def for_client(era: Era, request: Mapping[str, Any], answer: dict[str, Any]) -> 
 
 
 def _relay_error_answer(
-    service: ServiceConfig, session: MemberSession, upstream: Any, message: Mapping[str, Any]
+    service: ServiceConfig, session: MemberSession, upstream: Any, message: Mapping[str, Any], client_id: Any
 ) -> HttpResponse:
     """A member's 4xx/5xx: its JSON-RPC error passes on with its status; anything else is the
     gateway's 502."""
@@ -113,7 +122,7 @@ def _relay_error_answer(
         discard(upstream)
         raise MemberFailed(f"{service.name} answered HTTP {upstream.status}")
     answer = member_client.answer_of(upstream, service, session, message.get("id"))
-    return json_response(answer, status=upstream.status if upstream.status < 500 else 502)
+    return json_response({**answer, "id": client_id}, status=upstream.status if upstream.status < 500 else 502)
 
 
 def _prepended(first: bytes, rest: Generator[bytes, None, None]) -> Iterator[bytes]:
@@ -125,7 +134,13 @@ def _prepended(first: bytes, rest: Generator[bytes, None, None]) -> Iterator[byt
 
 
 def _events_to_client(
-    exchange: Exchange, era: Era, service: ServiceConfig, session: MemberSession, upstream: Any, message: Mapping[str, Any]
+    exchange: Exchange,
+    era: Era,
+    service: ServiceConfig,
+    session: MemberSession,
+    upstream: Any,
+    message: Mapping[str, Any],
+    client_id: Any,
 ) -> Generator[bytes, None, None]:
     """Client-bound chunks: SSE events and keep-alive comments, then the response's event.
 
@@ -150,7 +165,7 @@ def _events_to_client(
                 if member_client.is_response_to(received, request_id):
                     _finish(source, upstream)
                     answered = True
-                    answer = for_client(era, message, received)
+                    answer = for_client(era, message, received, client_id)
                     yield sse_event(answer) if streaming else json.dumps(answer, separators=(",", ":")).encode()
                     return
                 relayed = _relayed_notification(era, service, session, received)
@@ -161,7 +176,7 @@ def _events_to_client(
             raise MemberFailed(ENDED_WITHOUT_ANSWER)
         # Too late for an error status: the stream ends with a JSON-RPC error event instead.
         exchange.error_code = MemberFailed.code
-        yield sse_event({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": ENDED_WITHOUT_ANSWER}})
+        yield sse_event({"jsonrpc": "2.0", "id": client_id, "error": {"code": -32000, "message": ENDED_WITHOUT_ANSWER}})
     except GeneratorExit:
         if not answered:  # the client left: in a 2025 session, closing the stream does not cancel
             member_client.cancel_request(service, session, request_id)

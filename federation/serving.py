@@ -25,7 +25,7 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 
-from federation import client_sessions, eras, listing, member_lists, member_sessions
+from federation import client_sessions, eras, listing, member_client, member_lists, member_sessions
 from federation.catalog import Catalog, ExposedItem, current_catalog
 from federation.errors import (
     MEMBER_DOWN,
@@ -266,9 +266,12 @@ def _read_resource(call: Call) -> Response:
 
 
 def _relay(call: Call, item: ExposedItem, params: Mapping[str, Any]) -> Response:
-    message = {"jsonrpc": "2.0", "id": call.message["id"], "method": call.message["method"], "params": params}
+    # A member session is shared by many clients, and clients pick their ids freely: two calls
+    # with the same id in one session would have their answers (and cancellations) confused. The
+    # member sees an id of the gateway's own; the answer goes back under the client's.
+    message = {"jsonrpc": "2.0", "id": member_client.next_request_id(), "method": call.message["method"], "params": params}
     binding = member_sessions.binding_for(item.member, call.client_session)
-    return relay_call(call.exchange, call.era, item.member, binding, message)
+    return relay_call(call.exchange, call.era, item.member, binding, message, client_id=call.message["id"])
 
 
 Handler = Callable[[Call], Response]

@@ -4,6 +4,7 @@ member servers: its own handshake, the merged lists, calls reaching the member t
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -253,3 +254,32 @@ def test_a_client_leaving_mid_call_cancels_the_members_work(own_member: Any, mak
 
     assert b"notifications/progress" in first
     assert gamma.calls()["cancelled"] == 1
+
+
+def test_two_clients_using_the_same_request_id_at_once_each_get_their_own_answer(server: Any, era: str) -> None:
+    """Clients pick their JSON-RPC ids freely and share the gateway's member session: the member
+    must see distinct ids, or one answer (or cancellation) would be taken for the other's."""
+    first, second = connect(server, era), connect(server, era)
+    assert text_of(first.call_tool("alpha_echo", {"text": "warm"})) == "alpha:warm"  # caches built here
+    second.call_tool("alpha_echo", {"text": "warm"})
+    same_id_messages = []
+    for caller, word in ((first, "one"), (second, "two")):
+        # bump sleeps in the member, so the two calls are in the member session at the same time
+        message = caller.message("tools/call", {"name": "alpha_bump", "arguments": {"call_id": word, "sleep_seconds": 0.5}})
+        message["id"] = 77
+        same_id_messages.append((caller, message))
+    answers: dict[str, Any] = {}
+
+    def send(caller: Any, message: dict[str, Any], word: str) -> None:
+        answers[word] = caller.send(message, caller.headers("tools/call", "alpha_bump"))
+
+    threads = [
+        threading.Thread(target=send, args=(caller, message, message["params"]["arguments"]["call_id"]))
+        for caller, message in same_id_messages
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted((answer.status, answer.message["id"]) for answer in answers.values()) == [(200, 77), (200, 77)]
+    assert all(text_of(answer).startswith("alpha:") for answer in answers.values())
