@@ -143,6 +143,7 @@ class ApprovedToolInline(admin.TabularInline):
 class MemberAdmin(admin.ModelAdmin):
     list_display = ("prefix", "virtual_server", "service", "unlisted_items", "session_scope", "position")
     list_filter = ("virtual_server",)
+    search_fields = ("prefix", "virtual_server__name", "service__name")
     list_select_related = ("virtual_server", "service")
     inlines = [ExposureRuleInline, ApprovedToolInline]
 
@@ -152,6 +153,7 @@ class PinningAlertAdmin(admin.ModelAdmin):
     list_display = ("tool_name", "virtual_server", "member", "kind", "held_back", "detected_at", "resolved_at")
     list_filter = ("kind", "held_back", "virtual_server")
     list_select_related = ("virtual_server", "member")
+    search_fields = ("tool_name", "virtual_server__name", "member__prefix")
     readonly_fields = ("virtual_server", "member", "tool_name", "kind", "digest", "definition", "held_back", "detected_at", "resolved_at", "review_link")
 
     @admin.display(description="review")

@@ -1,4 +1,8 @@
-"""Admin for alert rules (with each rule's state right now) and their read-only event history."""
+"""Admin for alert rules (with each rule's state right now) and their read-only event history.
+
+States are coloured badges whose colours are classes in ``monitoring/static/monitoring/admin.css``
+(the admin runs under ``default-src 'self'``, so no inline style).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from gateway_project.state import StateStoreUnavailable
 from monitoring.alerts import read_rule_states
@@ -17,19 +22,27 @@ from monitoring.models import AlertEvent, AlertRule
 NOT_EVALUATED = "not evaluated yet"
 STATE_UNKNOWN = "unknown (the state store cannot be reached)"
 
+# Badge tones; monitoring/admin.css colours each.
+FIRING, OK, IDLE = "firing", "ok", "idle"
 
-def describe_state(rule: AlertRule) -> str:
-    """ "FIRING (812.4)", "ok (120.0)", "ok (no traffic)", ... as of the last evaluation."""
+
+def describe_state(rule: AlertRule) -> tuple[str, str]:
+    """The badge tone and words: "FIRING (812.4)", "ok (120.0)", "ok (no traffic)", ... as of
+    the last evaluation."""
     if not rule.enabled:
-        return "disabled"
+        return IDLE, "disabled"
     try:
         state = read_rule_states([rule.pk]).get(rule.pk)
     except StateStoreUnavailable:
-        return STATE_UNKNOWN
+        return IDLE, STATE_UNKNOWN
     if state is None:
-        return NOT_EVALUATED
+        return IDLE, NOT_EVALUATED
     value = "no traffic" if state.value is None else f"{state.value:.1f}"
-    return f"{'FIRING' if state.firing else 'ok'} ({value})"
+    return (FIRING, f"FIRING ({value})") if state.firing else (OK, f"ok ({value})")
+
+
+def state_badge(tone: str, words: str) -> SafeString:
+    return format_html('<span class="alert-state alert-state-{}">{}</span>', tone, words)
 
 
 @admin.register(AlertRule)
@@ -50,10 +63,13 @@ class AlertRuleAdmin(admin.ModelAdmin):
     def scope(self, rule: AlertRule) -> str:
         return rule.scope_label
 
+    class Media:
+        css = {"all": ["monitoring/admin.css"]}
+
     @admin.display(description="state now")
-    def current_state(self, rule: AlertRule) -> str:
+    def current_state(self, rule: AlertRule) -> SafeString:
         # One store read per row: a page lists tens of rules, and the admin is not the hot path.
-        return describe_state(rule)
+        return state_badge(*describe_state(rule))
 
     @admin.display(description="history")
     def events(self, rule: AlertRule) -> str:
@@ -63,11 +79,18 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
 @admin.register(AlertEvent)
 class AlertEventAdmin(admin.ModelAdmin):
-    list_display = ["at", "rule", "state", "value", "threshold", "webhook_status"]
+    list_display = ["at", "rule", "event_state", "value", "threshold", "webhook_status"]
     list_filter = ["state", "rule", "at"]
     list_select_related = ["rule"]
     search_fields = ["rule__name", "webhook_status"]
     date_hierarchy = "at"
+
+    class Media:
+        css = {"all": ["monitoring/admin.css"]}
+
+    @admin.display(description="state", ordering="state")
+    def event_state(self, event: AlertEvent) -> SafeString:
+        return state_badge(FIRING if event.state == AlertEvent.State.FIRING else OK, event.get_state_display())
 
     # History: written by the evaluator only, so viewable and deletable, never added or edited.
     def has_add_permission(self, request: HttpRequest) -> bool:

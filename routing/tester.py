@@ -12,10 +12,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django import forms
 
+from gateway_project.state import StateStoreUnavailable
 from routing.circuit import circuit_states
 from routing.matching import RequestFacts, explain_match, match_route
 from routing.models import HTTP_METHODS
-from routing.snapshot import RouteConfig, build_snapshot
+from routing.snapshot import RouteConfig, TargetConfig, build_snapshot
 from routing.target_status import unavailable_target_ids
 from security.jsonrpc import parse_rpc_message
 
@@ -50,10 +51,14 @@ class RouteTesterForm(forms.Form):
         return headers
 
 
+# A target's live verdicts when the state store cannot be reached.
+UNKNOWN = "unknown"
+
+
 @dataclass
 class TargetVerdict:
     url: str
-    available: bool
+    available: bool | None  # None: unknown, the state store cannot be reached
     circuit: str
 
 
@@ -81,11 +86,17 @@ def explain_request(method: str, path: str, headers: dict[str, str], body: str) 
         result.error = str(refusal)
         return result
     result.route, result.upstream_path = matched.route, matched.upstream_path
-    target_ids = [t.id for t in matched.route.service.targets]
-    unavailable = unavailable_target_ids(target_ids)
-    states = circuit_states(target_ids)
-    result.targets = [
-        TargetVerdict(url=t.url, available=t.id not in unavailable, circuit=states[t.id].value)
-        for t in matched.route.service.targets
-    ]
+    result.targets = _target_verdicts(matched.route.service.targets)
     return result
+
+
+def _target_verdicts(targets: tuple[TargetConfig, ...]) -> list[TargetVerdict]:
+    """Whether each target takes traffic now; unknown without the state store (the route the
+    request would reach does not depend on it)."""
+    target_ids = [t.id for t in targets]
+    try:
+        unavailable = unavailable_target_ids(target_ids)
+        states = {target_id: state.value for target_id, state in circuit_states(target_ids).items()}
+    except StateStoreUnavailable:
+        return [TargetVerdict(url=t.url, available=None, circuit=UNKNOWN) for t in targets]
+    return [TargetVerdict(url=t.url, available=t.id not in unavailable, circuit=states[t.id]) for t in targets]

@@ -1,12 +1,16 @@
-"""Alert rules in the admin: validation that says what to fix, each rule's state right now, and
-the event history, read-only, with filters."""
+"""Alert rules in the admin: validation that says what to fix, each rule's state right now as a
+coloured badge, and the event history, read-only, with filters."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.core.exceptions import ValidationError
+from django.templatetags.static import static
 from django.utils.html import escape
 
 from monitoring.alerts import evaluate_alerts
@@ -104,3 +108,23 @@ def test_events_are_listed_with_filters_and_cannot_be_added_or_edited(admin_clie
     assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
     admin_client.post(f"/admin/monitoring/alertevent/{event.pk}/change/", {"state": "resolved"})
     assert AlertEvent.objects.get().state == "firing"
+
+
+STATE_BADGE = re.compile(r'<span class="alert-state alert-state-(\w+)">([^<]+)</span>')
+
+
+def test_rule_and_event_states_are_coloured_badges(admin_client: Any) -> None:
+    AlertRule.objects.create(name="quiet", metric="throughput_rps_below", threshold=1, window_seconds=60)
+    AlertRule.objects.create(name="calm", metric="error_rate", threshold=50, window_seconds=60)
+    AlertRule.objects.create(name="off", metric="p95_latency_ms", threshold=1, window_seconds=60, enabled=False)
+    assert sorted(STATE_BADGE.findall(admin_client.get("/admin/monitoring/alertrule/").content.decode())) == [
+        ("idle", "disabled"), ("idle", "not evaluated yet"), ("idle", "not evaluated yet"),
+    ]
+    evaluate_alerts(now=T0)
+    rules = admin_client.get("/admin/monitoring/alertrule/").content.decode()
+    assert sorted(STATE_BADGE.findall(rules)) == [("firing", "FIRING (0.0)"), ("idle", "disabled"), ("ok", "ok (no traffic)")]
+    assert static("monitoring/admin.css") in rules
+    events = admin_client.get("/admin/monitoring/alertevent/").content.decode()
+    assert STATE_BADGE.findall(events) == [("firing", "firing")]
+    stylesheet = Path(str(finders.find("monitoring/admin.css"))).read_text()
+    assert all(f".alert-state-{tone} " in stylesheet for tone in ("firing", "ok", "idle"))

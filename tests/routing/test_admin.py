@@ -1,13 +1,29 @@
-"""The routing admin: lists, inline targets, validation messages, write-only credentials."""
+"""The routing admin: lists with health and circuit badges, inline targets and route policies,
+validation messages that say what to fix, write-only credentials, and the route tester."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.staticfiles import finders
+from django.templatetags.static import static
+from django.utils import timezone
+from django.utils.html import escape
 
+from gateway_project.state import get_state_store
+from performance.models import TTL_RANGE_MESSAGE, ResponseCachePolicy
+from routing.admin import BAD_URL_MESSAGE, WEIGHT_TOO_LOW_MESSAGE
+from routing.admin_health import STYLESHEET
+from routing.balancing import in_flight_key
+from routing.circuit import tripped_key
 from routing.models import Route, Service, Target
+from routing.target_status import circuit_open_key, down_key, ejected_key
+from security.models import RateLimitPolicy
+from tests.routing.admin_forms import route_form, service_form
 
 SECRET = "upstream-secret-value-123"
 
@@ -21,41 +37,6 @@ def operator(db: Any) -> User:
 def admin_client(client: Any, operator: User) -> Any:
     client.force_login(operator)
     return client
-
-
-def service_form(name: str, targets: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": name,
-        "kind": "mcp",
-        "lb_policy": "round_robin",
-        "connect_timeout": "5",
-        "request_timeout": "30",
-        "response_timeout": "60",
-        "max_retries": "2",
-        "retry_backoff_ms": "100",
-        "circuit_failure_threshold": "5",
-        "circuit_recovery_seconds": "30",
-        "retry_backoff_max_ms": "2000",
-        "retry_budget_percent": "20",
-        "circuit_window_seconds": "30",
-        "circuit_half_open_probes": "1",
-        "health_check_path": "",
-        "health_check_interval": "10",
-        "health_check_timeout": "5",
-        "healthy_threshold": "2",
-        "unhealthy_threshold": "3",
-        "passive_failure_threshold": "3",
-        "passive_ejection_seconds": "30",
-        "targets-TOTAL_FORMS": str(len(targets)),
-        "targets-INITIAL_FORMS": "0",
-        "targets-MIN_NUM_FORMS": "0",
-        "targets-MAX_NUM_FORMS": "1000",
-    }
-    for index, target in enumerate(targets):
-        for field, value in {"url": "", "weight": "1", "enabled": "on", "upstream_auth_header": "", "upstream_auth_value": "", **target}.items():
-            data[f"targets-{index}-{field}"] = value
-    data.update(overrides)
-    return data
 
 
 @pytest.mark.parametrize("page", ["routing_service", "routing_target", "routing_route"])
@@ -82,17 +63,27 @@ def test_service_with_inline_targets_is_created(admin_client: Any) -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ({"url": "ftp://files.example"}, "Enter a valid URL."),
-        ({"url": "not a url"}, "Enter a valid URL."),
-        ({"url": "http://10.0.0.1", "weight": "0"}, "Ensure this value is greater than or equal to 1."),
+        ({"url": "ftp://files.example"}, BAD_URL_MESSAGE),
+        ({"url": "not a url"}, BAD_URL_MESSAGE),
+        ({"url": "10.0.0.1:8080/mcp"}, BAD_URL_MESSAGE),
+        ({"url": "http://10.0.0.1", "weight": "0"}, WEIGHT_TOO_LOW_MESSAGE),
         ({"url": "http://10.0.0.1", "upstream_auth_value": "x"}, "Name the header that carries the credential."),
     ],
 )
 def test_bad_target_gets_a_clear_error(admin_client: Any, target: dict[str, Any], message: str) -> None:
     response = admin_client.post("/admin/routing/service/add/", service_form("bad", [target]))
     assert response.status_code == 200
-    assert message in response.content.decode()
+    assert escape(message) in response.content.decode()
     assert not Service.objects.filter(name="bad").exists()
+
+
+def test_bad_target_url_on_its_own_page_gets_one_clear_error(admin_client: Any, make_route: Any) -> None:
+    route = make_route("/api", "http://10.0.0.1:8080")
+    form = {"service": route.service.pk, "url": "ftp://10.0.0.1", "weight": "1", "enabled": "on", "upstream_auth_header": ""}
+    response = admin_client.post("/admin/routing/target/add/", form)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["url"] == [BAD_URL_MESSAGE]
+    assert route.service.targets.count() == 1
 
 
 def test_target_credential_is_never_shown_and_kept_when_left_blank(admin_client: Any, make_route: Any) -> None:
@@ -124,32 +115,6 @@ def test_target_credential_can_be_cleared(admin_client: Any, make_route: Any) ->
     )
     target.refresh_from_db()
     assert target.upstream_auth_value == ""
-
-
-def route_form(service: Service, **overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "orders",
-        "enabled": "on",
-        "service": service.pk,
-        "priority": "0",
-        "path": "/orders",
-        "path_match": "prefix",
-        "methods": "[]",
-        "header_matchers": "{}",
-        "query_matchers": "{}",
-        "content_matchers": "{}",
-        "path_rewrite": "",
-        "idempotent_tools": "[]",
-        "injection_detection": "block",
-        "cors_allowed_origins": "[]",
-        "sanitization": "auto",
-        "allow_anonymous": "on",
-        "required_permissions": "[]",
-        "connect_timeout": "",
-        "request_timeout": "",
-        "response_timeout": "",
-        **overrides,
-    }
 
 
 @pytest.mark.parametrize(
@@ -220,21 +185,169 @@ def test_route_tester_rejects_malformed_headers(admin_client: Any) -> None:
     assert "Line 1: write headers as" in html
 
 
+TESTER_BADGE = re.compile(r'<span class="routing-badge routing-badge-(\w+)">([^<]+)</span>')
+
+
+def test_route_tester_shows_which_targets_take_traffic_as_badges(admin_client: Any, make_route: Any) -> None:
+    route = make_route("/api", ["http://10.0.0.1:80", "http://10.0.0.2:80"], name="api")
+    _serving, tripped = route.service.targets.order_by("id")
+    get_state_store().set(circuit_open_key(tripped.id), "1")
+    get_state_store().set(tripped_key(tripped.id), "trip")
+    html = admin_client.post("/admin/routing/route/tester/", {"method": "GET", "path": "/api/x", "headers": "", "body": ""}).content.decode()
+    assert "Matched route <strong>api</strong>" in html
+    assert TESTER_BADGE.findall(html) == [("ok", "yes"), ("ok", "closed"), ("bad", "no: down, ejected or open"), ("bad", "open")]
+    assert static(STYLESHEET) in html
+
+
+def test_route_tester_still_answers_when_the_state_store_is_down(
+    admin_client: Any, make_route: Any, state_store_down: None
+) -> None:
+    make_route("/api", "http://10.0.0.1:80", name="api")
+    response = admin_client.post("/admin/routing/route/tester/", {"method": "GET", "path": "/api/x", "headers": "", "body": ""})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Matched route <strong>api</strong>" in html
+    assert TESTER_BADGE.findall(html) == [("off", "unknown: the state store cannot be reached"), ("off", "unknown")]
+
+
 def test_route_tester_is_linked_from_the_route_list_and_needs_staff(client: Any, admin_client: Any) -> None:
     assert "/admin/routing/route/tester/" in admin_client.get("/admin/routing/route/").content.decode()
     admin_client.logout()
     assert client.get("/admin/routing/route/tester/").status_code == 302  # to the login page
 
 
-def test_target_list_shows_live_traffic_verdicts(admin_client: Any, make_route: Any) -> None:
-    from gateway_project.state import get_state_store
-    from routing.target_status import circuit_open_key, ejected_key
+BADGE = re.compile(r'<span class="routing-badge routing-badge-(\w+)" title="[^"]*">([^<]+)</span>')
 
-    route = make_route("/api", ["http://10.0.0.1:1", "http://10.0.0.2:2", "http://10.0.0.3:3"])
-    first, second, _third = route.service.targets.order_by("id")
-    get_state_store().set(ejected_key(first.id), "1")
-    get_state_store().set(circuit_open_key(second.id), "1")
+
+def list_row(html: str, text: str) -> str:
+    """The one table row that shows ``text``."""
+    [row] = [row for row in html.split("<tr")[1:] if text in row]
+    return row
+
+
+def row_badges(html: str, text: str) -> list[tuple[str, str]]:
+    """The (tone, label) badges in the row that shows ``text``."""
+    return BADGE.findall(list_row(html, text))
+
+
+def stylesheet_rules() -> str:
+    found = finders.find(STYLESHEET)
+    assert found, f"{STYLESHEET} is not a static file"
+    return Path(str(found)).read_text()
+
+
+def test_target_list_shows_health_and_circuit_as_coloured_badges(admin_client: Any, make_route: Any) -> None:
+    urls = [f"http://10.0.0.{n}:80" for n in range(1, 7)]
+    route = make_route("/api", urls)
+    serving, down, ejected, open_circuit, half_open, disabled = route.service.targets.order_by("id")
+    store = get_state_store()
+    store.set(down_key(down.id), "1")
+    store.set(ejected_key(ejected.id), "1")
+    store.set(circuit_open_key(open_circuit.id), "1")
+    store.set(tripped_key(open_circuit.id), "trip")
+    store.set(tripped_key(half_open.id), "trip")  # tripped, open flag expired: half-open
+    store.set(in_flight_key(serving.id), "3")
+    Target.objects.filter(pk=disabled.pk).update(enabled=False)
+    response = admin_client.get("/admin/routing/target/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert row_badges(html, serving.url) == [("ok", "healthy"), ("ok", "closed")]
+    assert '<td class="field-connections_now">3</td>' in list_row(html, serving.url)
+    assert '<td class="field-connections_now">0</td>' in list_row(html, down.url)
+    assert row_badges(html, down.url) == [("bad", "unhealthy"), ("ok", "closed")]
+    assert row_badges(html, ejected.url) == [("warn", "ejected"), ("ok", "closed")]
+    assert row_badges(html, open_circuit.url) == [("ok", "healthy"), ("bad", "open")]
+    assert row_badges(html, half_open.url) == [("ok", "healthy"), ("warn", "half-open")]
+    assert row_badges(html, disabled.url) == [("off", "disabled"), ("ok", "closed")]
+    assert static(STYLESHEET) in html
+    rules = stylesheet_rules()
+    assert all(f".routing-badge-{tone} " in rules for tone in ("ok", "warn", "bad", "off"))
+
+
+def test_target_list_shows_last_check_and_response_time(admin_client: Any, make_route: Any) -> None:
+    route = make_route("/api", ["http://10.0.0.1:80", "http://10.0.0.2:80"])
+    checked, never = route.service.targets.order_by("id")
+    Target.objects.filter(pk=checked.pk).update(response_time_ms=12.34, last_health_check=timezone.now())
     html = admin_client.get("/admin/routing/target/").content.decode()
-    assert "ejected (failing live traffic)" in html
-    assert "circuit open" in html
-    assert "serving" in html
+    checked_row, never_row = list_row(html, checked.url), list_row(html, never.url)
+    assert '<td class="field-response_time">12.3 ms</td>' in checked_row
+    assert '<td class="field-last_health_check nowrap">-</td>' not in checked_row
+    assert '<td class="field-response_time">-</td>' in never_row
+    assert '<td class="field-last_health_check nowrap">-</td>' in never_row
+
+
+def test_target_list_falls_back_to_the_last_check_when_the_state_store_is_down(
+    admin_client: Any, make_route: Any, state_store_down: None
+) -> None:
+    route = make_route("/api", ["http://10.0.0.1:80", "http://10.0.0.2:80"])
+    good, bad = route.service.targets.order_by("id")
+    Target.objects.filter(pk=bad.pk).update(healthy=False)
+    response = admin_client.get("/admin/routing/target/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert row_badges(html, good.url) == [("ok", "healthy"), ("off", "unknown")]
+    assert row_badges(html, bad.url) == [("bad", "unhealthy"), ("off", "unknown")]
+
+
+def test_service_list_counts_healthy_enabled_targets_as_a_badge(admin_client: Any, make_route: Any) -> None:
+    all_good = make_route("/a", ["http://10.0.0.1:80", "http://10.0.0.2:80"], name="all-good").service
+    some = make_route("/b", ["http://10.0.0.3:80", "http://10.0.0.4:80", "http://10.0.0.5:80"], name="some").service
+    none = make_route("/c", "http://10.0.0.6:80", name="none-left").service
+    empty = make_route("/d", "http://10.0.0.7:80", name="empty").service
+    Target.objects.filter(url="http://10.0.0.4:80").update(healthy=False)
+    Target.objects.filter(url="http://10.0.0.5:80").update(enabled=False, healthy=False)  # disabled: not counted
+    Target.objects.filter(service=none).update(healthy=False)
+    Target.objects.filter(service=empty).update(enabled=False)
+    html = admin_client.get("/admin/routing/service/").content.decode()
+    assert row_badges(html, f">{all_good.name}<") == [("ok", "2/2 healthy")]
+    assert row_badges(html, f">{some.name}<") == [("warn", "1/2 healthy")]
+    assert row_badges(html, f">{none.name}<") == [("bad", "0/1 healthy")]
+    assert row_badges(html, f">{empty.name}<") == [("bad", "no enabled targets")]
+
+
+def test_a_services_page_shows_its_targets_health_inline(admin_client: Any, make_route: Any) -> None:
+    route = make_route("/api", ["http://10.0.0.1:80", "http://10.0.0.2:80"])
+    _first, ejected = route.service.targets.order_by("id")
+    get_state_store().set(ejected_key(ejected.id), "1")
+    html = admin_client.get(f"/admin/routing/service/{route.service.pk}/change/").content.decode()
+    assert BADGE.findall(html) == [("ok", "healthy"), ("ok", "closed"), ("warn", "ejected"), ("ok", "closed")]
+    assert static(STYLESHEET) in html
+
+
+# --- the route page's inlines: cache policy and rate-limit policies --------------------------------
+
+
+def test_a_route_is_saved_with_its_cache_policy_and_rate_limit_policies(admin_client: Any) -> None:
+    service = Service.objects.create(name="orders", kind="http")
+    per_ip = RateLimitPolicy.objects.create(name="per-ip", limit=10, window_seconds=60)
+    per_route = RateLimitPolicy.objects.create(name="per-route", scope="route", limit=100, window_seconds=1)
+    cache = {"enabled": "on", "ttl_seconds": "600", "cacheable_tools": "[]"}
+    response = admin_client.post("/admin/routing/route/add/", route_form(service, cache=cache, policy_ids=(per_ip.pk, per_route.pk)))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    route = Route.objects.get(name="orders")
+    assert ResponseCachePolicy.objects.get(route=route).ttl_seconds == 600
+    assert sorted(route.rate_limit_policies.values_list("name", flat=True)) == ["per-ip", "per-route"]
+    page = admin_client.get(f"/admin/routing/route/{route.pk}/change/").content.decode()
+    assert "10 requests per 60 s, per client ip address" in page
+    assert "route-rate-limits" in page  # the class the stylesheet uses to hide the link rows' names
+    assert ".route-rate-limits td.original p" in stylesheet_rules()
+
+
+def test_a_cache_ttl_out_of_range_on_the_route_page_says_the_range(admin_client: Any) -> None:
+    service = Service.objects.create(name="orders", kind="http")
+    cache = {"enabled": "on", "ttl_seconds": "299", "cacheable_tools": "[]"}
+    response = admin_client.post("/admin/routing/route/add/", route_form(service, cache=cache))
+    assert response.status_code == 200
+    assert escape(TTL_RANGE_MESSAGE) in response.content.decode()
+    assert not Route.objects.exists() and not ResponseCachePolicy.objects.exists()
+
+
+def test_the_route_page_names_the_policies_that_apply_to_every_route(admin_client: Any, make_route: Any) -> None:
+    route = make_route("/api", "http://10.0.0.1:80")
+    RateLimitPolicy.objects.create(name="everyone", limit=10, window_seconds=60)
+    RateLimitPolicy.objects.create(name="off-for-now", limit=10, window_seconds=60, enabled=False)
+    elsewhere = RateLimitPolicy.objects.create(name="elsewhere", limit=10, window_seconds=60)
+    elsewhere.routes.add(make_route("/other", "http://10.0.0.2:80"))
+    page = admin_client.get(f"/admin/routing/route/{route.pk}/change/").content.decode()
+    [shown] = re.findall(r'<div class="readonly">([^<]*)</div>', page)
+    assert shown == "everyone"

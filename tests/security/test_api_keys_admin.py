@@ -1,15 +1,20 @@
-"""API keys in the admin: create and rotate show the key once, revoke, and the usage columns."""
+"""API keys in the admin: create and rotate show the key once, revoke, the usage columns, and each
+key's status as a badge and a filter."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.staticfiles import finders
+from django.templatetags.static import static
 from django.utils import timezone
 
-from security.api_keys import find_key, hash_key, issue_api_key
+from security.api_keys import find_key, hash_key, issue_api_key, revoke_api_key
 from security.models import ApiKey
 
 CHANGELIST_URL = "/admin/security/apikey/"
@@ -83,3 +88,51 @@ def test_the_list_shows_usage(admin_client: Any) -> None:
     assert "busy key" in page and f"mgw_{api_key.key_prefix}…" in page and "operator" in page
     assert ">4<" in page and "12.5" in page
     assert key[4:] not in page
+
+
+STATUS_BADGE = re.compile(r'<span class="api-key-status api-key-status-(\w+)">([\w ]+)</span>')
+
+
+@pytest.fixture
+def one_key_per_status(db: Any) -> dict[str, ApiKey]:
+    """A key in each status a caller could meet, named after it."""
+    now = timezone.now()
+    keys = {
+        "active": issue_api_key(name="active", expires_at=now + timedelta(days=1))[0],
+        "disabled": issue_api_key(name="disabled", enabled=False)[0],
+        "owner_inactive": issue_api_key(name="owner_inactive", owner=User.objects.create_user("gone", is_active=False))[0],
+        "expired": issue_api_key(name="expired", expires_at=now - timedelta(minutes=1))[0],
+        "revoked": issue_api_key(name="revoked")[0],
+    }
+    revoke_api_key(keys["revoked"])
+    return keys
+
+
+def test_the_list_shows_each_keys_status_as_a_coloured_badge(admin_client: Any, one_key_per_status: dict[str, ApiKey]) -> None:
+    response = admin_client.get(CHANGELIST_URL)
+    html = response.content.decode()
+    shown = {name: STATUS_BADGE.findall(row) for name in one_key_per_status for row in html.split("<tr")[1:] if f">{name}<" in row}
+    assert shown == {
+        "active": [("active", "active")],
+        "disabled": [("disabled", "disabled")],
+        "owner_inactive": [("owner_inactive", "owner inactive")],
+        "expired": [("expired", "expired")],
+        "revoked": [("revoked", "revoked")],
+    }
+    assert static("security/admin.css") in html
+    stylesheet = Path(str(finders.find("security/admin.css"))).read_text()
+    assert all(f".api-key-status-{status} " in stylesheet for status in one_key_per_status)
+
+
+@pytest.mark.parametrize("status", ["active", "disabled", "owner_inactive", "expired", "revoked"])
+def test_the_status_filter_shows_only_keys_in_that_status(
+    admin_client: Any, one_key_per_status: dict[str, ApiKey], status: str
+) -> None:
+    response = admin_client.get(CHANGELIST_URL, {"status": status})
+    assert [key.name for key in response.context["cl"].result_list] == [status]
+
+
+def test_a_key_without_an_owner_that_has_not_expired_is_active(admin_client: Any) -> None:
+    issue_api_key(name="service-account")
+    response = admin_client.get(CHANGELIST_URL, {"status": "active"})
+    assert [key.name for key in response.context["cl"].result_list] == ["service-account"]

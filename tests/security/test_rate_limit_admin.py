@@ -97,3 +97,15 @@ def test_admin_login_posts_beyond_the_limit_get_429(client: Any, db: Any, clean_
     assert client.get("/admin/login/").status_code == 200  # the form itself is not limited
     other_address = client.post("/admin/login/", {**wrong, "password": "correct horse battery"}, REMOTE_ADDR="10.1.1.1")
     assert other_address.status_code == 302
+
+
+def test_the_policy_list_says_which_routes_each_policy_applies_to(admin_client: Any, make_route: Any) -> None:
+    RateLimitPolicy.objects.create(name="everyone", limit=10, window_seconds=60)
+    narrow = RateLimitPolicy.objects.create(name="narrow", limit=10, window_seconds=60)
+    narrow.routes.add(make_route("/a", "http://127.0.0.1:9", name="alpha"), make_route("/b", "http://127.0.0.1:9", name="beta"))
+    html = admin_client.get("/admin/security/ratelimitpolicy/").content.decode()
+    rows = {name: row for name in ("everyone", "narrow") for row in html.split("<tr")[1:] if f">{name}<" in row}
+    assert '<td class="field-applies_to">every route</td>' in rows["everyone"]
+    assert '<td class="field-applies_to">alpha, beta</td>' in rows["narrow"]
+    searched = admin_client.get("/admin/security/ratelimitpolicy/", {"q": "beta"})
+    assert [policy.name for policy in searched.context["cl"].result_list] == ["narrow"]
