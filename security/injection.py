@@ -25,7 +25,7 @@ import html
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -153,8 +153,16 @@ def _variants(value: str) -> Iterator[str]:
                 yield squeezed
 
 
+# Every rule needs at least one character outside this set (a quote, a space, <, :, (, ;, =, ...),
+# and without % or & there are no decoded variants: such a value cannot match, and most values
+# (method names, ids, versions, numbers as text, tool names) are like that.
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_.\-]*")
+
+
 def find_injection(value: str, location: str = "") -> Finding | None:
     """The first rule ``value`` (or its URL-/entity-decoded form) matches, or ``None``."""
+    if _PLAIN_TOKEN.fullmatch(value):
+        return None
     for variant in _variants(value):
         match = _DETECTOR.search(variant)
         if match is not None:
@@ -162,34 +170,47 @@ def find_injection(value: str, location: str = "") -> Finding | None:
     return None
 
 
-def _json_path(parent: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{parent}[{key}]"
-    return f"{parent}.{safe_excerpt(key)}" if parent else safe_excerpt(key)
+# A node's place in the document, as (parent place, key) links: built for every node, but turned
+# into text only for the one a finding names.
+JsonPlace = tuple[Any, str | int] | None
+
+
+def _json_path(place: JsonPlace) -> str:
+    keys: list[str | int] = []
+    while place is not None:
+        place, key = place
+        keys.append(key)
+    path = ""
+    for key in reversed(keys):
+        if isinstance(key, int):
+            path = f"{path}[{key}]"
+        else:
+            path = f"{path}.{safe_excerpt(key)}" if path else safe_excerpt(key)
+    return path
 
 
 def scan_json(document: Any, max_nodes: int) -> tuple[Finding | None, bool]:
     """Walk a parsed JSON document iteratively; returns the first finding and whether the node
     cap cut the walk short."""
-    pending: list[tuple[Any, str]] = [(document, "")]
+    pending: list[tuple[Any, JsonPlace]] = [(document, None)]
     visited = 0
     while pending:
-        node, path = pending.pop()
+        node, place = pending.pop()
         visited += 1
         if visited > max_nodes:
             return None, True
         if isinstance(node, str):
-            finding = find_injection(node, f"body {path or '(root)'}")
+            finding = find_injection(node)
             if finding is not None:
-                return finding, False
+                return replace(finding, location=f"body {_json_path(place) or '(root)'}"), False
         elif isinstance(node, dict):
             for key, value in node.items():
-                finding = find_injection(key, f"body key {_json_path(path, key)}")
+                finding = find_injection(key)
                 if finding is not None:
-                    return finding, False
-                pending.append((value, _json_path(path, key)))
+                    return replace(finding, location=f"body key {_json_path((place, key))}"), False
+                pending.append((value, (place, key)))
         elif isinstance(node, list):
-            pending.extend((value, _json_path(path, index)) for index, value in enumerate(node))
+            pending.extend((value, (place, index)) for index, value in enumerate(node))
     return None, False
 
 

@@ -136,3 +136,13 @@ def test_too_many_values_are_refused_on_block_routes(
     assert response.status_code == 400
     assert json.loads(response.content)["type"] == "urn:mcp-gateway:error:too_many_values"
     assert upstream.requests == []
+
+
+def test_a_finding_deep_in_the_body_names_its_full_path() -> None:
+    finding, _ = scan_json({"params": {"arguments": {"rows": [{"q": "x"}, {"q": "1' OR '1'='1"}]}}}, 100)
+    assert finding is not None and finding.location == "body params.arguments.rows[1].q"
+
+
+def test_a_key_is_named_as_a_key() -> None:
+    finding, _ = scan_json({"params": {"<script>alert(1)</script>": 1}}, 100)
+    assert finding is not None and finding.location.startswith("body key params.")
