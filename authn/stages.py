@@ -26,8 +26,6 @@ from gateway_project.exchange import Exchange
 from gateway_project.state import StateStoreUnavailable
 from security import api_keys
 
-AUTHORIZATION_HEADER = "Authorization"
-API_KEY_HEADER = "X-API-Key"
 BEARER_SCHEME = "bearer"
 
 # Also sent as the challenge's error_description, so none may contain '"' or '\'.
@@ -125,8 +123,9 @@ def principal_of_jwt(token: str) -> Principal:
 def presented_credential(request: HttpRequest) -> tuple[str, bool] | None:
     """The token the request carries and whether it came as a Bearer token (only those may be
     JWTs), or None when it carries no credential at all."""
-    authorization = request.headers.get(AUTHORIZATION_HEADER)
-    api_key = request.headers.get(API_KEY_HEADER)
+    # From META: request.headers would build a mapping of every header on first use.
+    authorization = request.META.get("HTTP_AUTHORIZATION")
+    api_key = request.META.get("HTTP_X_API_KEY")
     bearer = bearer_token(authorization) if authorization is not None else None
     if bearer is not None and api_key is not None and bearer != api_key.strip():
         raise AuthenticationFailed(CONFLICTING_CREDENTIALS)

@@ -153,10 +153,10 @@ def _variants(value: str) -> Iterator[str]:
                 yield squeezed
 
 
-# Every rule needs at least one character outside this set (a quote, a space, <, :, (, ;, =, ...),
-# and without % or & there are no decoded variants: such a value cannot match, and most values
-# (method names, ids, versions, numbers as text, tool names) are like that.
-_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_.\-]*")
+# Every rule needs at least one character outside this set (a quote, a space, <, :, (, ;, =, *,
+# ...), and without % or & there are no decoded variants: such a value cannot match, and most
+# values (method names like tools/call, ids, versions, tool names, _meta keys) are like that.
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9_./\-]*")
 
 
 def find_injection(value: str, location: str = "") -> Finding | None:

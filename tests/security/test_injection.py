@@ -146,3 +146,13 @@ def test_a_finding_deep_in_the_body_names_its_full_path() -> None:
 def test_a_key_is_named_as_a_key() -> None:
     finding, _ = scan_json({"params": {"<script>alert(1)</script>": 1}}, 100)
     assert finding is not None and finding.location.startswith("body key params.")
+
+
+@pytest.mark.parametrize("value", ["tools/call", "io.modelcontextprotocol/protocolVersion", "2026-07-28", "a_b-c.d"])
+def test_plain_tokens_are_never_findings(value: str) -> None:
+    assert find_injection(value) is None
+
+
+@pytest.mark.parametrize("value", ["javascript://%0aalert(1)", "1/**/union/**/select/**/1", "<script>"])
+def test_a_slash_does_not_make_an_attack_plain(value: str) -> None:
+    assert find_injection(value) is not None
