@@ -1,7 +1,8 @@
 """``/api/v1/``: every app's REST endpoints, the OpenAPI schema and the docs.
 
 Each app owns its serializers and views (``routing/api.py``, ``security/api.py``,
-``authn/api.py``, ``performance/api.py``, ``monitoring/api.py``); this module only puts them at
+``authn/api.py``, ``performance/api.py``, ``monitoring/api.py``,
+``federation/api.py``); this module only puts them at
 their paths. The token endpoints (``/api/v1/auth/…``) are plain Django views listed in
 ``urls.py``.
 """
@@ -13,6 +14,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from authn.api import IdentityProviderViewSet, RoleViewSet, SessionViewSet
+from federation.api import PinningAlertViewSet, VirtualServerViewSet
 from gateway_project.api_docs import ApiDocsView, api_endpoint_not_found
 from gateway_project.config_api import ConfigView
 from monitoring.api import AlertEventViewSet, AlertRuleViewSet, AlertStatesView, MetricsSeriesView, MetricsView, ProcessesView
@@ -34,6 +36,8 @@ router.register("identity-providers", IdentityProviderViewSet, basename="identit
 router.register("cache-policies", ResponseCachePolicyViewSet, basename="cache-policy")
 router.register("alert-rules", AlertRuleViewSet, basename="alert-rule")
 router.register("alert-events", AlertEventViewSet, basename="alert-event")
+router.register("virtual-servers", VirtualServerViewSet, basename="virtual-server")
+router.register("pinning-alerts", PinningAlertViewSet, basename="pinning-alert")
 
 urlpatterns = [
     path("health/", HealthView.as_view(), name="api-health"),

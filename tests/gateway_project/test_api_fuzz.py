@@ -26,6 +26,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from authn.models import IdentityProvider, Role
+from federation.models import Member, PinningAlert, VirtualServer
 from monitoring.models import AlertEvent, AlertRule
 from performance.models import ResponseCachePolicy
 from routing.models import Route, Service, Target
@@ -77,6 +78,10 @@ def existing_ids(staff_user: User, member_user: User) -> Iterator[dict[str, str]
     api_key, _ = issue_api_key(name="ci", owner=staff_user, permissions=["api:read"])
     _, session_id = jwt_for(member_user)  # the staff user's own session must live on
     alert_rule = AlertRule.objects.create(name="errors", metric="error_rate", threshold=5)
+    virtual_server = VirtualServer.objects.create(name="kit")  # its member has no target: never fetched
+    member = Member.objects.create(
+        virtual_server=virtual_server, service=Service.objects.create(name="search", kind="mcp"), prefix="search"
+    )
     ids = {
         "services": service.pk,
         "targets": Target.objects.create(service=service, url="http://127.0.0.1:9").pk,
@@ -89,6 +94,10 @@ def existing_ids(staff_user: User, member_user: User) -> Iterator[dict[str, str]
         "cache-policies": ResponseCachePolicy.objects.create(route=route).pk,
         "alert-rules": alert_rule.pk,
         "alert-events": AlertEvent.objects.create(rule=alert_rule, state="firing", value=9.0, threshold=5).pk,
+        "virtual-servers": virtual_server.pk,
+        "pinning-alerts": PinningAlert.objects.create(
+            virtual_server=virtual_server, member=member, tool_name="lookup", kind="new", digest="0" * 64, definition={}, held_back=True
+        ).pk,
     }
     with override_settings(GATEWAY_API_RATE_LIMIT="100000/min"):
         yield {kind: str(pk) for kind, pk in ids.items()}

@@ -49,6 +49,12 @@ DOCUMENTED_PATHS = [
     "/api/v1/metrics/",
     "/api/v1/metrics/series/",
     "/api/v1/metrics/processes/",
+    "/api/v1/virtual-servers/",
+    "/api/v1/virtual-servers/{id}/",
+    "/api/v1/virtual-servers/{id}/approve/",
+    "/api/v1/virtual-servers/{id}/status/",
+    "/api/v1/pinning-alerts/",
+    "/api/v1/pinning-alerts/{id}/",
 ]
 
 
