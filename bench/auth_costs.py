@@ -37,21 +37,20 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # bench/ is not a package: its folder is on sys.path
+    BenchRequest,
+    LoadResult,
     PROJECT_DIR,
     REQUESTS,
-    BenchRequest,
-    Interrupted,
-    LoadResult,
     Servers,
     WrkGenerator,
+    add_measurement_arguments,
     fmt,
     log,
     machine_info,
     measure,
     median_run,
-    run_in_workdir,
+    run_benchmark,
     verify,
-    write_json,
 )
 
 ADD = REQUESTS["add"]
@@ -183,29 +182,15 @@ def report(results: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Cost of authentication (none, API key, JWT) under one tools/call load.")
-    parser.add_argument("--duration", type=int, default=10, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds before each run (default 3)")
+    add_measurement_arguments(parser)
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (default 16)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds over every configuration (default 3)")
-    parser.add_argument("--timeout", type=int, default=5, help="client timeout per request, seconds (default 5)")
     parser.add_argument("--gateway-threads", type=int, default=256, help="gateway threads (default 256)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--quiet-threshold", type=float, default=0.2, help="wait for a machine at most this busy (0..1)")
-    parser.add_argument("--quiet-max-wait", type=float, default=10.0, help="longest wait for a quiet machine (s)")
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) and print its path")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        results = run_in_workdir("gateway-auth-bench-", AuthServers, lambda s, w: run(args, s, w), keep=args.keep)
-    except Interrupted:
-        return 130
-    report(results)
-    write_json(args.json, results)
-    return 0
+    return run_benchmark(parse_args(argv), "gateway-auth-bench-", AuthServers, run, report)
 
 
 if __name__ == "__main__":

@@ -819,3 +819,39 @@ def write_json(path: Path | None, results: Any) -> None:
         log(f"figures written to {path}")
 
 
+
+
+def add_measurement_arguments(parser: argparse.ArgumentParser, *, duration: int = 10, warmup: int = 3) -> None:
+    """The options ``measure()`` reads, and those every benchmark's ``main`` shares."""
+    parser.add_argument("--duration", type=int, default=duration, help=f"measured seconds per run (default {duration})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"warm-up seconds before each run (default {warmup})")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds over every case; median reported (default 3)")
+    parser.add_argument("--timeout", type=int, default=5, help="client timeout per request, seconds (default 5)")
+    parser.add_argument(
+        "--quiet-threshold", type=float, default=0.2,
+        help="before each run, wait until the machine is at most this busy (0..1; 1 disables; default 0.2)",
+    )  # fmt: skip
+    parser.add_argument("--quiet-max-wait", type=float, default=10.0, help="longest wait for a quiet machine (s, default 10)")
+    parser.add_argument("--nice", type=int, default=0, help="scheduling priority for everything started (negative: root only)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) and print its path")
+
+
+def run_benchmark(
+    args: argparse.Namespace,
+    prefix: str,
+    make_servers: Callable[[Path], ServersT],
+    body: Callable[[argparse.Namespace, ServersT, Path], ResultT],
+    report: Callable[[ResultT], None],
+) -> int:
+    """A benchmark's ``main``: priority, servers in a temporary folder, the report, the JSON file;
+    130 when interrupted."""
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the servers and wrk
+    try:
+        results = run_in_workdir(prefix, make_servers, lambda servers, workdir: body(args, servers, workdir), keep=args.keep)
+    except Interrupted:
+        return 130
+    report(results)
+    write_json(args.json, results)
+    return 0

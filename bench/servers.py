@@ -21,23 +21,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # bench/ is not a package: its folder is on sys.path
-    PROJECT_DIR,
-    REQUESTS,
-    Interrupted,
     LoadResult,
     ManagedProcess,
+    PROJECT_DIR,
+    REQUESTS,
     Servers,
     WrkGenerator,
+    add_measurement_arguments,
     fmt,
     free_port,
     log,
     machine_info,
     measure,
     median_run,
-    run_in_workdir,
+    run_benchmark,
     verify,
     wait_until_answering,
-    write_json,
 )
 
 
@@ -92,23 +91,15 @@ def run(args: argparse.Namespace, servers: ServerChoice, workdir: Path) -> dict[
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="The gateway under granian vs gunicorn gthread.")
+    add_measurement_arguments(parser, duration=8, warmup=2)
     parser.add_argument("--gunicorn", required=True, help="path of a gunicorn binary (not a project dependency)")
-    parser.add_argument("--threads", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--timeout", type=int, default=5)
-    parser.add_argument("--quiet-threshold", type=float, default=0.2)
-    parser.add_argument("--quiet-max-wait", type=float, default=10.0)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        results = run_in_workdir("gateway-server-bench-", ServerChoice, lambda s, w: run(args, s, w), keep=args.keep)
-    except Interrupted:
-        return 130
+    parser.add_argument("--threads", type=int, default=64, help="gateway threads under either server (default 64)")
+    return parser.parse_args(argv)
+
+
+def report(results: dict[str, Any]) -> None:
     print("| server | req/s | all runs | p50 ms | p99 ms | errors | gateway CPU ms/req (runs) |")
     print("|---|---:|---|---:|---:|---:|---|")
     for name, r in results["servers"].items():
@@ -116,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {r['rps']:.0f} | {' / '.join(f'{v:.0f}' for v in r['runs_rps'])} | {fmt(r['p50_ms'])} | "
             f"{fmt(r['p99_ms'])} | {r['error_total']} | {' / '.join(fmt(v, 3) for v in r['gateway_cpu_ms_per_req_runs'])} |"
         )
-    write_json(args.json, results)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_benchmark(parse_args(argv), "gateway-server-bench-", ServerChoice, run, report)
 
 
 if __name__ == "__main__":

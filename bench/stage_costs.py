@@ -32,7 +32,6 @@ Every process it starts is stopped when it ends, also on Ctrl+C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -46,21 +45,20 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # bench/ is not a package: its folder is on sys.path
+    LoadResult,
     PROJECT_DIR,
     REQUESTS,
-    Interrupted,
-    LoadResult,
     Servers,
     WrkGenerator,
+    add_measurement_arguments,
     fmt,
     log,
     machine_info,
     measure,
     median_run,
     modern_request,
-    run_in_workdir,
+    run_benchmark,
     verify,
-    write_json,
 )
 
 ROUTE_NAME = "demo"
@@ -276,22 +274,11 @@ def report(results: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Cost of the gateway's security stages under one tools/call load.")
-    parser.add_argument("--duration", type=int, default=10, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds before each run (default 3)")
+    add_measurement_arguments(parser)
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (default 16)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds over every configuration; median reported (default 3)")
-    parser.add_argument("--timeout", type=int, default=5, help="client timeout per request, seconds (default 5)")
     parser.add_argument("--gateway-threads", type=int, default=256, help="gateway threads (default 256, the default)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--configs", default=",".join(c.key for c in CONFIGS), help="configurations to measure, in order")
-    parser.add_argument(
-        "--quiet-threshold", type=float, default=0.2,
-        help="before each run, wait until the machine is at most this busy (0..1; 1 disables; default 0.2)",
-    )  # fmt: skip
-    parser.add_argument("--quiet-max-wait", type=float, default=10.0, help="longest wait for a quiet machine (s, default 10)")
-    parser.add_argument("--nice", type=int, default=0, help="scheduling priority for everything started (negative: root only)")
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) and print its path")
     args = parser.parse_args(argv)
     args.config_keys = [k.strip() for k in args.configs.split(",") if k.strip()]
     unknown = [k for k in args.config_keys if k not in {c.key for c in CONFIGS}]
@@ -301,18 +288,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.nice:
-        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the servers and wrk
-    try:
-        results = run_in_workdir(
-            "gateway-stage-bench-", StageServers, lambda servers, workdir: run(args, servers, workdir), keep=args.keep
-        )
-    except Interrupted:
-        return 130
-    report(results)
-    write_json(args.json, results)
-    return 0
+    return run_benchmark(parse_args(argv), "gateway-stage-bench-", StageServers, run, report)
 
 
 if __name__ == "__main__":

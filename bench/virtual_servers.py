@@ -66,17 +66,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # bench/ is not a package: its folder is on sys.path
     BASE_HEADERS,
+    BenchRequest,
     CLIENT_INFO,
     LEGACY_VERSION,
-    PROJECT_DIR,
-    REQUESTS,
-    BenchRequest,
-    Interrupted,
     LoadResult,
     ManagedProcess,
+    PROJECT_DIR,
+    REQUESTS,
     Servers,
     WrkGenerator,
     _compact,
+    add_measurement_arguments,
     fmt,
     free_port,
     log,
@@ -84,10 +84,9 @@ from harness import (  # bench/ is not a package: its folder is on sys.path
     measure,
     median_run,
     modern_request,
-    run_in_workdir,
+    run_benchmark,
     verify,
     wait_until_answering,
-    write_json,
 )
 
 PLAIN_ROUTE = "demo"  # harness.py's route and service name
@@ -496,11 +495,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Cost of a tools/call through a virtual server vs a plain route, and tools/list latency for 2 and N members."
     )
-    parser.add_argument("--duration", type=int, default=10, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="warm-up seconds before each run (default 3)")
+    add_measurement_arguments(parser)
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections (default 16)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds over every case; median reported (default 3)")
-    parser.add_argument("--timeout", type=int, default=5, help="client timeout per request, seconds (default 5)")
     parser.add_argument("--members", type=int, default=10, help="members of the larger virtual server (3..40, default 10)")
     parser.add_argument("--eras", default="modern,legacy", help="eras of the tools/call comparison (modern, legacy)")
     parser.add_argument("--list-eras", default="modern", help="eras of the tools/list cases (modern, legacy; '' for none)")
@@ -510,14 +506,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help='send "id": 1 on every request, as run.py does, instead of an id per request',
     )  # fmt: skip
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument(
-        "--quiet-threshold", type=float, default=0.2,
-        help="before each run, wait until the machine is at most this busy (0..1; 1 disables; default 0.2)",
-    )  # fmt: skip
-    parser.add_argument("--quiet-max-wait", type=float, default=10.0, help="longest wait for a quiet machine (s, default 10)")
-    parser.add_argument("--nice", type=int, default=0, help="scheduling priority for everything started (negative: root only)")
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs) and print its path")
     args = parser.parse_args(argv)
     args.era_keys = [k.strip() for k in args.eras.split(",") if k.strip()]
     args.list_era_keys = [k.strip() for k in args.list_eras.split(",") if k.strip()]
@@ -532,18 +520,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.nice:
-        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by the servers and wrk
-    try:
-        results = run_in_workdir(
-            "gateway-virtual-bench-", VirtualServerServers, lambda servers, workdir: run(args, servers, workdir), keep=args.keep
-        )
-    except Interrupted:
-        return 130
-    report(results)
-    write_json(args.json, results)
-    return 0
+    return run_benchmark(parse_args(argv), "gateway-virtual-bench-", VirtualServerServers, run, report)
 
 
 if __name__ == "__main__":
