@@ -35,7 +35,7 @@ from authn.errors import AuthenticationFailed
 from authn.models import IdentityProvider
 from authn.permissions import Grants, pattern_problem
 from authn.principal import Principal
-from authn.tokens import BAD_SIGNATURE, EXPIRED, MALFORMED, MISSING_CLAIM, NOT_YET_VALID
+from authn.tokens import BAD_SIGNATURE, EXPIRED, MALFORMED, MISSING_CLAIM, NOT_YET_VALID, refusal_for
 from routing.config_version import ConfigCache
 
 DEFAULT_ALGORITHMS = ("RS256", "ES256")
@@ -186,7 +186,7 @@ def verified_claims(token: str, provider: ProviderConfig) -> dict[str, Any]:
     except jwt.MissingRequiredClaimError as exc:
         raise AuthenticationFailed(MISSING_CLAIM.format(claim=exc.claim)) from None
     except jwt.PyJWTError as exc:  # every other refusal, and anything PyJWT finds wrong with the key
-        raise AuthenticationFailed(_refusal_for(exc)) from None
+        raise AuthenticationFailed(refusal_for(exc, _REFUSALS, INVALID_CLAIMS)) from None
     return claims
 
 
@@ -197,13 +197,6 @@ def signing_key(provider: ProviderConfig, kid: str | None, algorithm: str) -> jw
         raise AuthenticationFailed(UNKNOWN_SIGNING_KEY) from None
     except jwks.SigningKeysUnavailable:
         raise AuthenticationFailed(KEYS_UNAVAILABLE) from None
-
-
-def _refusal_for(exc: jwt.PyJWTError) -> str:
-    for error_type, detail in _REFUSALS:
-        if isinstance(exc, error_type):
-            return detail
-    return INVALID_CLAIMS
 
 
 def subject_of(claims: Mapping[str, Any], provider: ProviderConfig) -> str:

@@ -38,7 +38,6 @@ OWNER_INACTIVE_KEY = "The API key belongs to a deactivated user"
 EXPIRED_KEY = "The API key has expired"
 UNSUPPORTED_SCHEME = "Only the Bearer authorization scheme is supported"
 CONFLICTING_CREDENTIALS = "Authorization and X-API-Key carry different credentials; send one"
-UNTRUSTED_ISSUER = "The token issuer is not trusted by this gateway"
 SESSION_ENDED = "The session of this token has ended"
 USER_INACTIVE = "The user of this token is unknown or deactivated"
 
@@ -103,7 +102,7 @@ def principal_of_jwt(token: str) -> Principal:
         issuer = tokens.unverified_issuer(token)
         if issuer != tokens.jwt_setting("ISSUER"):
             if not oidc.is_external_issuer(issuer):
-                raise AuthenticationFailed(UNTRUSTED_ISSUER)
+                raise AuthenticationFailed(oidc.UNTRUSTED_ISSUER)
             return oidc.authenticate_external(token, issuer)
     claims = tokens.verify_access_token(token)
     try:

@@ -92,7 +92,7 @@ def decode_verified(token: str, expected_type: str) -> dict[str, Any]:
     except jwt.MissingRequiredClaimError as exc:
         raise AuthenticationFailed(MISSING_CLAIM.format(claim=exc.claim)) from None
     except jwt.InvalidTokenError as exc:
-        raise AuthenticationFailed(_refusal_for(exc)) from None
+        raise AuthenticationFailed(refusal_for(exc, _REFUSALS, MALFORMED)) from None
     if claims["token_type"] != expected_type:
         raise AuthenticationFailed(REFRESH_AS_ACCESS if expected_type == ACCESS else "The token is not a refresh token")
     return claims
@@ -113,11 +113,14 @@ def verify_access_token(token: str) -> AccessClaims:
     return AccessClaims(user_id=user_id, session_id=session_id)
 
 
-def _refusal_for(exc: jwt.InvalidTokenError) -> str:
-    for error_type, detail in _REFUSALS:
+def refusal_for(
+    exc: jwt.PyJWTError, refusals: tuple[tuple[type[jwt.InvalidTokenError], str], ...], otherwise: str
+) -> str:
+    """The message for PyJWT's ``exc``: the first of ``refusals`` whose error type it is."""
+    for error_type, detail in refusals:
         if isinstance(exc, error_type):
             return detail
-    return MALFORMED
+    return otherwise
 
 
 def unverified_issuer(token: str) -> str:

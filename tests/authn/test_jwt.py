@@ -22,7 +22,8 @@ from django.test import override_settings
 from authn import tokens
 from authn.errors import WWW_AUTHENTICATE_HEADER, challenge
 from authn.models import IdentityProvider, Role
-from authn.stages import SESSION_ENDED, UNTRUSTED_ISSUER, USER_INACTIVE
+from authn.oidc import UNTRUSTED_ISSUER
+from authn.stages import SESSION_ENDED, USER_INACTIVE
 from gateway_project.errors import JSONRPC_CONTENT_TYPE, PROBLEM_CONTENT_TYPE
 from tests.upstream_server import UpstreamServer
 
