@@ -21,7 +21,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from django.test import override_settings
 from drf_spectacular.generators import SchemaGenerator
-from hypothesis import HealthCheck, configuration, given, settings
+from hypothesis import HealthCheck, configuration, given, reject, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
@@ -122,6 +122,12 @@ def test_no_request_makes_the_api_fail(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
     def send(case: Any) -> None:
-        case.call_and_validate(headers=credential, checks=[not_a_server_error])
+        try:
+            case.call_and_validate(headers=credential, checks=[not_a_server_error])
+        except ValueError:
+            # schemathesis could not even write this case as a URL (a negative path parameter
+            # such as "[" reads as a broken IPv6 host): it never reached the API, so it tells
+            # nothing about it. A server error is reported as a check failure, never a ValueError.
+            reject()
 
     send()
